@@ -1,0 +1,140 @@
+//! Behaviour every engine implementation must have, as suites each implementation runs.
+//! Message-log suites observe fan-out through a socket registered in the node's hub, which is
+//! where every implementation must deliver.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::chat::ids::new_object_id;
+use crate::hub::{Hub, SocketHandle};
+
+fn request(chat: &str, sender: &str, cmid: &str, recipients: &[&str]) -> AppendRequest {
+    AppendRequest {
+        chat_id: chat.to_owned(),
+        sender_id: sender.to_owned(),
+        sender_type: SenderType::User,
+        kind: MessageType::Text,
+        content: format!("hello {cmid}"),
+        attachment: None,
+        client_msg_id: cmid.to_owned(),
+        recipients: recipients.iter().map(|s| s.to_string()).collect(),
+        origin: Some(1),
+    }
+}
+
+fn listen(hub: &Hub, socket: u64, user: &str) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(1024);
+    hub.register(Arc::new(SocketHandle::new(socket, user.to_owned(), tx)));
+    rx
+}
+
+pub async fn message_log_suite(log: &dyn MessageLog, hub: &Hub) {
+    let chat = new_object_id();
+    let student = format!("s{}", &chat[18..]);
+    let tutor = format!("t{}", &chat[18..]);
+    let mut tutor_socket = listen(hub, 77, &tutor);
+
+    // Seq starts at 1 and grows by one; the event reaches the other participant, once.
+    let first = log.append(request(&chat, &student, "a", &[&student, &tutor])).await.unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.message.seq, 1);
+    let second = log.append(request(&chat, &student, "b", &[&student, &tutor])).await.unwrap();
+    assert_eq!(second.message.seq, 2);
+    let frame = tokio::time::timeout(Duration::from_secs(2), tutor_socket.recv()).await.unwrap().unwrap();
+    assert!(std::str::from_utf8(&frame).unwrap().contains(&first.message.id));
+
+    // A repeated clientMsgId returns the first message and appends nothing.
+    let again = log.append(request(&chat, &student, "a", &[&student, &tutor])).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message, first.message);
+    // clientMsgId is scoped to the sender.
+    let other_sender = log.append(request(&chat, &tutor, "a", &[&student, &tutor])).await.unwrap();
+    assert!(!other_sender.duplicate);
+    assert_eq!(other_sender.message.seq, 3);
+
+    // Pending shows every acked message until released.
+    let pending = log.pending(&chat).await.unwrap();
+    assert_eq!(pending.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+
+    // Concurrent sends into one chat get distinct, gapless seqs.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let req = request(&chat, &student, &format!("c{i}"), &[&student, &tutor]);
+        tasks.push(log.append(req));
+    }
+    let mut seqs: Vec<u64> = futures_util::future::join_all(tasks).await.into_iter().map(|r| r.unwrap().message.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (4..=23).collect::<Vec<_>>());
+    // And the events left in seq order.
+    let mut seen = Vec::new();
+    while let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(500), tutor_socket.recv()).await {
+        let text = String::from_utf8(f.to_vec()).unwrap();
+        let at = text.find("\"seq\":").unwrap() + 6;
+        let seq: u64 = text[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap();
+        seen.push(seq);
+    }
+    assert_eq!(seen, (2..=23).collect::<Vec<_>>());
+
+    // The writer side: batches in order, released entries leave pending and the backlog.
+    let before = log.backlog().await.unwrap();
+    let mut drained = 0;
+    loop {
+        let batch = log.next_batch(10, Duration::from_millis(50)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        drained += batch.len();
+        let tokens: Vec<String> = batch.iter().map(|q| q.token.clone()).collect();
+        log.release(&tokens).await.unwrap();
+    }
+    assert!(drained as u64 >= 23 && drained as u64 <= before);
+    assert!(log.pending(&chat).await.unwrap().is_empty());
+    assert_eq!(log.backlog().await.unwrap(), 0);
+    // Seqs continue after release; dedupe still holds within the window.
+    assert_eq!(log.append(request(&chat, &student, "d", &[&student])).await.unwrap().message.seq, 24);
+    assert!(log.append(request(&chat, &student, "a", &[&student])).await.unwrap().duplicate);
+}
+
+pub async fn presence_suite(presence: &dyn Presence, notices: &mut mpsc::Receiver<Notice>, grace: Duration) {
+    let user = format!("p{}", new_object_id());
+    assert!(presence.connected(&user).await.unwrap(), "first socket brings the user online");
+    assert!(!presence.connected(&user).await.unwrap(), "a second device changes nothing");
+    presence.disconnected(&user).await.unwrap();
+    presence.disconnected(&user).await.unwrap();
+    assert_eq!(presence.online(std::slice::from_ref(&user)).await.unwrap(), vec![true], "online during the grace period");
+    // Reconnecting within the grace period: no offline, no online.
+    assert!(!presence.connected(&user).await.unwrap());
+    presence.disconnected(&user).await.unwrap();
+    let notice = tokio::time::timeout(grace * 3, notices.recv()).await.unwrap().unwrap();
+    match notice {
+        Notice::Offline { user: u, .. } => assert_eq!(u, user),
+        other => panic!("expected offline, got {other:?}"),
+    }
+    assert_eq!(presence.online(std::slice::from_ref(&user)).await.unwrap(), vec![false]);
+    assert!(presence.connected(&user).await.unwrap(), "back online after the grace period");
+}
+
+pub async fn typing_suite(typing: &dyn Typing, notices: &mut mpsc::Receiver<Notice>, ttl: Duration) {
+    let chat = new_object_id();
+    assert!(typing.start(&chat, "u", 9).await.unwrap());
+    assert!(!typing.start(&chat, "u", 9).await.unwrap(), "renewal is not a new start");
+    assert!(typing.stop(&chat, "u").await.unwrap());
+    assert!(!typing.stop(&chat, "u").await.unwrap());
+    assert!(typing.start(&chat, "u", 9).await.unwrap());
+    let notice = tokio::time::timeout(ttl * 3, notices.recv()).await.unwrap().unwrap();
+    assert_eq!(notice, Notice::TypingExpired { chat_id: chat.clone(), user: "u".into(), origin: 9 });
+}
+
+pub async fn rate_limiter_suite(limiter: &dyn RateLimiter, burst: u32) {
+    let key = new_object_id();
+    for _ in 0..burst {
+        assert!(limiter.check(&key).await.unwrap().is_ok());
+    }
+    let retry = limiter.check(&key).await.unwrap().unwrap_err();
+    assert!(retry > Duration::ZERO && retry <= Duration::from_secs(1));
+    assert!(limiter.check(&new_object_id()).await.unwrap().is_ok(), "keys are independent");
+}

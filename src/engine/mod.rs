@@ -1,0 +1,164 @@
+//! The engine: everything that must be shared by all nodes of a deployment, each role behind a
+//! small trait with an in-process implementation ([`memory`], single node, the default) and a
+//! Redis one (many nodes).
+//!
+//! - [`MessageLog`]: the one append call of a send (idempotency by (chat, sender, clientMsgId),
+//!   per-chat seq, the durable write-behind queue) followed by its fan-out, and the queue's
+//!   consumer side for the store writer.
+//! - [`Bus`]: carries encoded events to the nodes holding the recipients' sockets.
+//! - [`Presence`] and [`Typing`]: who is online, who is typing, with their timers.
+//! - [`RateLimiter`]: per-key allowances.
+//! - [`EnrollmentLookup`]: the enrollment check of every create, join and send.
+//!
+//! Timers that fire inside the engine (a user's grace period ending, a typing state expiring)
+//! come out as [`Notice`]s on one bounded channel; the chat layer turns them into events.
+
+pub mod memory;
+
+#[cfg(test)]
+pub mod contract_tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::chat::model::{Attachment, Message, MessageType, SenderType};
+use crate::error::ErrorCode;
+use crate::hub::{Delivery, SocketId};
+use crate::time::Timestamp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The durable queue or the shared state cannot be reached: the caller answers `unavailable`.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl EngineError {
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::Unavailable
+    }
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// A message to append; the log assigns its id, seq and createdAt.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub chat_id: String,
+    pub sender_id: String,
+    pub sender_type: SenderType,
+    pub kind: MessageType,
+    pub content: String,
+    pub attachment: Option<Attachment>,
+    pub client_msg_id: String,
+    /// The chat's participants: every socket of theirs receives `message_received`.
+    pub recipients: Vec<String>,
+    /// The sending socket, which gets the ack instead of the event.
+    pub origin: Option<SocketId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub message: Message,
+    /// True when (chat, sender, clientMsgId) was seen before: `message` is the first one and
+    /// nothing was stored or published.
+    pub duplicate: bool,
+}
+
+/// A message waiting in the durable queue, with the token that releases it.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub token: String,
+    pub message: Message,
+}
+
+#[async_trait]
+pub trait MessageLog: Send + Sync + 'static {
+    /// Dedupes, assigns the seq, makes the message durable in the queue, then publishes
+    /// `message_received` to the recipients, all as one call so that per chat the events leave
+    /// in seq order. Returns once the message is durable.
+    async fn append(&self, req: AppendRequest) -> EngineResult<Appended>;
+    /// The acked messages of a chat that the store may not have yet, ascending by seq.
+    async fn pending(&self, chat_id: &str) -> EngineResult<Vec<Message>>;
+    /// Up to `max` queued messages for the store writer, waiting up to `wait` when there are none.
+    async fn next_batch(&self, max: usize, wait: Duration) -> EngineResult<Vec<Queued>>;
+    /// Drops messages from the queue once the store has them.
+    async fn release(&self, tokens: &[String]) -> EngineResult<()>;
+    /// Messages in the queue not yet released.
+    async fn backlog(&self) -> EngineResult<u64>;
+    /// Whether the durable queue can take sends right now.
+    async fn ping(&self) -> EngineResult<()>;
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    async fn publish(&self, delivery: Delivery) -> EngineResult<()>;
+}
+
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// A socket of `user` opened; true when the user just came online (no socket and no grace
+    /// period before), which is when `user_online` is announced.
+    async fn connected(&self, user: &str) -> EngineResult<bool>;
+    /// A socket of `user` closed. When it was the last one anywhere and none opens within the
+    /// grace period, a [`Notice::Offline`] follows.
+    async fn disconnected(&self, user: &str) -> EngineResult<()>;
+    async fn online(&self, users: &[String]) -> EngineResult<Vec<bool>>;
+}
+
+#[async_trait]
+pub trait Typing: Send + Sync + 'static {
+    /// Starts or renews a typing state; true when it was not typing before (announce it).
+    async fn start(&self, chat_id: &str, user: &str, origin: SocketId) -> EngineResult<bool>;
+    /// Ends a typing state; true when there was one (announce the stop).
+    async fn stop(&self, chat_id: &str, user: &str) -> EngineResult<bool>;
+}
+
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Takes one unit of `key`'s allowance, or says how long until one is available.
+    async fn check(&self, key: &str) -> EngineResult<Result<(), Duration>>;
+}
+
+#[async_trait]
+pub trait EnrollmentLookup: Send + Sync + 'static {
+    async fn is_enrolled(&self, user: &str, course: &str) -> EngineResult<bool>;
+    /// Called after an admin change so the next lookup, on every node, sees it.
+    async fn invalidate(&self, user: &str, course: &str) -> EngineResult<()>;
+}
+
+/// Something an engine timer decided, for the chat layer to announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The user's last socket closed and the grace period passed with none reopened.
+    Offline { user: String, last_seen: Timestamp },
+    /// A typing state expired without renewal.
+    TypingExpired { chat_id: String, user: String, origin: SocketId },
+}
+
+/// The engine a node runs with: one of each role.
+#[derive(Clone)]
+pub struct Engine {
+    pub kind: &'static str,
+    pub log: Arc<dyn MessageLog>,
+    pub bus: Arc<dyn Bus>,
+    pub presence: Arc<dyn Presence>,
+    pub typing: Arc<dyn Typing>,
+    pub message_limiter: Arc<dyn RateLimiter>,
+    pub enrollments: Arc<dyn EnrollmentLookup>,
+}
+
+/// Timings of presence and typing (CONTRACT: 5 s no-flap, 6 s typing expiry).
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub presence_grace: Duration,
+    pub typing_ttl: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings { presence_grace: Duration::from_secs(5), typing_ttl: Duration::from_secs(6) }
+    }
+}

@@ -1,0 +1,47 @@
+//! Liveness, readiness and metrics.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use super::{json, ApiResult, Ctx};
+
+pub async fn healthz(_ctx: &mut Ctx) -> ApiResult {
+    json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    engine: &'static str,
+    store: &'static str,
+    node: String,
+}
+
+/// 503 when this node cannot take sends safely (draining, or its durable queue is unreachable);
+/// 200 with `store:"degraded"` while only the store fails (sends still work).
+pub async fn readyz(ctx: &mut Ctx) -> ApiResult {
+    let state = &ctx.state;
+    let draining = *state.drain.borrow();
+    let engine_ok = state.service.engine().log.ping().await.is_ok();
+    let store_ok = !state.store_health.is_degraded() && state.service.store().ping().await.is_ok();
+    let ready = engine_ok && !draining;
+    let body = Readiness {
+        status: if draining { "draining" } else if ready { "ok" } else { "unavailable" },
+        engine: if engine_ok { "ok" } else { "unavailable" },
+        store: if store_ok { "ok" } else { "degraded" },
+        node: state.node_id.clone(),
+    };
+    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+pub async fn metrics(ctx: &mut Ctx) -> ApiResult {
+    metrics::gauge!("coursechat_sockets").set(ctx.state.hub.socket_count() as f64);
+    let text = ctx.state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_default())
+}

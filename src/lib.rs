@@ -1,0 +1,24 @@
+//! coursechat: a Socket.IO-compatible real-time chat edge for course platforms.
+//!
+//! Data flows one way: frame → [`protocol`] → [`events`] → [`chat`] rules → [`engine`] (seq,
+//! durable queue) → ack; and bus → [`hub`] → socket write queues. The [`store`] is written
+//! behind, from the engine's queue.
+
+pub mod audit;
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod group_commit;
+pub mod http;
+pub mod hub;
+pub mod json;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod time;

@@ -1,0 +1,245 @@
+//! The node: builds the store, engine and chat rules from the configuration, accepts
+//! connections, serves HTTP and websockets through hyper, and drains on SIGTERM.
+//!
+//! Drain: `/readyz` turns 503 and new sockets are refused at once; open sockets are closed at
+//! the transport level (clients reconnect elsewhere) and HTTP connections finish their request;
+//! after at most `CHAT_DRAIN_SECONDS` the write-behind queue is flushed as far as the store
+//! allows (the rest stays in the durable queue) and the process exits 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::audit::Audit;
+use crate::auth::{KeyConfig, Verifier};
+use crate::chat::service::{ChatLimits, ChatService};
+use crate::config::ServeConfig;
+use crate::engine::{memory, Timings};
+use crate::http::StaticFiles;
+use crate::hub::Hub;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::writer::{StoreHealth, Writer};
+use crate::store::Store;
+
+/// What every request and socket of this node shares.
+pub struct AppState {
+    pub config: ServeConfig,
+    pub node_id: String,
+    pub service: Arc<ChatService>,
+    pub verifier: Verifier,
+    pub hub: Arc<Hub>,
+    pub audit: Audit,
+    pub metrics: Option<PrometheusHandle>,
+    /// True once the node drains: readiness fails, sessions close, upgrades are refused.
+    pub drain: watch::Sender<bool>,
+    pub store_health: Arc<StoreHealth>,
+    /// Bounds open websocket sessions (`CHAT_MAX_CONNECTIONS`).
+    pub sessions: Arc<Semaphore>,
+    pub web: Option<StaticFiles>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Backend(String),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+fn verifier(config: &ServeConfig) -> Result<Verifier, StartError> {
+    let key = if let Some(pem) = &config.jwt_public_key {
+        let pem = if pem.trim_start().starts_with("-----BEGIN") {
+            pem.clone().into_bytes()
+        } else {
+            std::fs::read(pem).map_err(|e| StartError::Config(format!("CHAT_JWT_PUBLIC_KEY: {pem}: {e}")))?
+        };
+        let algorithm = match config.jwt_algorithm.to_ascii_uppercase().as_str() {
+            "RS256" => jsonwebtoken::Algorithm::RS256,
+            "ES256" => jsonwebtoken::Algorithm::ES256,
+            other => return Err(StartError::Config(format!("CHAT_JWT_ALGORITHM must be RS256 or ES256 with a public key, not {other}"))),
+        };
+        KeyConfig::PublicKey { pem, algorithm }
+    } else if let Some(secret) = config.jwt_secret.as_ref().filter(|s| !s.is_empty()) {
+        KeyConfig::Secret(secret.clone().into_bytes())
+    } else if config.demo {
+        KeyConfig::Secret(crate::demo::secret(&config.data_dir).map_err(|e| StartError::Config(format!("demo secret: {e}")))?)
+    } else {
+        return Err(StartError::Config("set CHAT_JWT_SECRET (or CHAT_JWT_PUBLIC_KEY), or run with --demo".into()));
+    };
+    Verifier::new(key, config.jwt_leeway, config.jwt_issuer.as_deref(), config.jwt_audience.as_deref()).map_err(StartError::Config)
+}
+
+/// Runs the node until SIGTERM or SIGINT, then drains.
+pub async fn run(config: ServeConfig) -> Result<(), StartError> {
+    if config.redis_url.is_some() {
+        return Err(StartError::Config("CHAT_REDIS_URL: the Redis engine is not part of this build yet; unset it to run one node".into()));
+    }
+    if config.mongodb_url.is_some() {
+        return Err(StartError::Config("CHAT_MONGODB_URL: the MongoDB store is not part of this build yet; unset it to use the embedded store".into()));
+    }
+    let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
+    let verifier = verifier(&config)?;
+    let metrics = crate::metrics::install();
+    let audit = Audit::open(&node_id, config.audit_log.as_deref()).await.map_err(|e| StartError::Config(format!("CHAT_AUDIT_LOG: {e}")))?;
+
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.data_dir).map_err(|e| StartError::Backend(e.to_string()))?);
+    if config.demo {
+        crate::demo::seed(store.as_ref()).await.map_err(|e| StartError::Backend(format!("seeding demo data: {e}")))?;
+    }
+    let hub = Hub::new();
+    let limits = &config.limits;
+    let timings = Timings { presence_grace: Duration::from_millis(limits.presence_grace_ms), typing_ttl: Duration::from_millis(limits.typing_ttl_ms) };
+    let engine_limits = memory::MemoryLimits {
+        messages_per_second: limits.message_rate,
+        message_burst: limits.message_burst,
+        idempotency_window: Duration::from_secs(limits.idempotency_hours * 3600),
+    };
+    let (engine, mut notices) =
+        memory::start(&config.data_dir, hub.clone(), store.clone(), timings, engine_limits).map_err(|e| StartError::Backend(e.to_string()))?;
+    let chat_limits = ChatLimits { max_content_chars: limits.max_content_chars, ..ChatLimits::default() };
+    let service = Arc::new(ChatService::new(store.clone(), engine.clone(), chat_limits));
+
+    let store_health = Arc::new(StoreHealth::default());
+    let (stop_writer, writer_stop) = watch::channel(false);
+    let writer = Writer { log: engine.log.clone(), store: store.clone(), batch: limits.writer_batch, health: store_health.clone() };
+    let writer_task = tokio::spawn(writer.run(writer_stop));
+
+    let announcer = service.clone();
+    tokio::spawn(async move {
+        while let Some(notice) = notices.recv().await {
+            if let Err(e) = announcer.announce(notice).await {
+                tracing::warn!(error = %e, "announcing a presence or typing change failed");
+            }
+        }
+    });
+
+    let listener = TcpListener::bind(config.addr).await.map_err(|e| StartError::Listen(config.addr, e))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Listen(config.addr, e))?;
+    let (drain, _) = watch::channel(false);
+    let max_sessions = limits.max_connections.min(Semaphore::MAX_PERMITS);
+    let web = config.web_dir.clone().map(StaticFiles::new);
+    let drain_seconds = config.drain_seconds;
+    let state = Arc::new(AppState {
+        config,
+        node_id: node_id.clone(),
+        service,
+        verifier,
+        hub,
+        audit,
+        metrics,
+        drain,
+        store_health: store_health.clone(),
+        sessions: Arc::new(Semaphore::new(max_sessions)),
+        web,
+    });
+
+    tracing::info!(node = %node_id, engine = engine.kind, store = store.kind(), "coursechat {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+    println!("coursechat listening on {addr}");
+    if state.config.demo {
+        println!(
+            "demo mode: open http://{addr}/ and pick a user, or get a token with: curl -s -X POST http://{addr}/api/dev/token -H 'content-type: application/json' -d '{{\"userId\":\"{}\"}}'",
+            crate::demo::ENROLLED[0]
+        );
+    }
+
+    let connections = accept_loop(listener, state.clone()).await;
+
+    // Drain: refuse, close sockets, wait for them, flush the queue, exit.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(drain_seconds);
+    tracing::info!(open_sockets = state.hub.socket_count(), "draining");
+    let _ = state.drain.send(true);
+    let all_sessions = max_sessions as u32;
+    let _ = tokio::time::timeout_at(deadline.into(), state.sessions.acquire_many(all_sessions)).await;
+    let _ = tokio::time::timeout_at(deadline.into(), connections.acquire_many(MAX_HTTP_CONNECTIONS as u32)).await;
+    let _ = stop_writer.send(true);
+    let _ = writer_task.await;
+    let flusher = Writer { log: engine.log.clone(), store, batch: state.config.limits.writer_batch, health: store_health };
+    let flush_deadline = Instant::now().max(deadline) + Duration::from_secs(2);
+    let flushed = flusher.flush(flush_deadline).await;
+    let left = engine.log.backlog().await.unwrap_or(0);
+    tracing::info!(flushed, left_in_queue = left, elapsed_ms = started.elapsed().as_millis() as u64, "drained");
+    Ok(())
+}
+
+/// HTTP connections open at once (websocket sessions are counted apart, once upgraded).
+const MAX_HTTP_CONNECTIONS: usize = 10_000;
+
+/// Accepts until SIGTERM / SIGINT; returns the semaphore whose permits the open HTTP
+/// connections hold.
+async fn accept_loop(listener: TcpListener, state: Arc<AppState>) -> Arc<Semaphore> {
+    let connections = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            return connections;
+        }
+    };
+    loop {
+        let permit = tokio::select! {
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut drain = state.drain.subscribe();
+            let service = {
+                let state = state.clone();
+                service_fn(move |req| crate::http::handle(state.clone(), req, peer))
+            };
+            let conn = http1::Builder::new()
+                .keep_alive(true)
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "http connection ended");
+                    }
+                }
+                _ = flagged(&mut drain) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    connections
+}
+
+/// Resolves once the flag turns true (drain, stop). The guard `wait_for` returns is dropped here,
+/// so callers can await across it.
+pub async fn flagged(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await;
+}

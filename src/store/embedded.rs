@@ -1,0 +1,461 @@
+//! The embedded store: redb in the data dir, the default so `coursechat` runs on a bare machine.
+//!
+//! Why redb: a pure-Rust, single-file, ACID B-tree with MVCC readers and a well-defined fsync'd
+//! commit (`Durability::Immediate`), actively maintained, and no C toolchain or background
+//! compaction to tune (fjall's LSM would be the choice for write volumes far beyond one node).
+//! Reads open a read transaction inline (they never wait for the writer); writes go through
+//! [`GroupCommit`] so concurrent writers share one fsync.
+//!
+//! Records are JSON values under string or tuple keys; the secondary tables are the indexes the
+//! queries need (tutor → courses, course → students, user → chats, the one-chat-per-triple rule).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{ChatCreation, Store, StoreError, StoreResult};
+use crate::chat::model::{Block, Chat, Course, Enrollment, Message, User};
+use crate::group_commit::GroupCommit;
+use crate::time::Timestamp;
+
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const COURSES: TableDefinition<&str, &[u8]> = TableDefinition::new("courses");
+/// (tutor, course): the courses a tutor teaches.
+const TUTOR_COURSES: TableDefinition<(&str, &str), ()> = TableDefinition::new("tutor_courses");
+/// (user, course) → enrollment.
+const ENROLLMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("enrollments");
+/// (course, user): the students of a course.
+const COURSE_STUDENTS: TableDefinition<(&str, &str), ()> = TableDefinition::new("course_students");
+/// (blocker, blocked) → createdAt millis.
+const BLOCKS: TableDefinition<(&str, &str), i64> = TableDefinition::new("blocks");
+const CHATS: TableDefinition<&str, &[u8]> = TableDefinition::new("chats");
+/// (student, tutor, course) → chat id: at most one chat per triple.
+const CHAT_KEYS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("chat_keys");
+/// (user, chat): the chats a user takes part in.
+const USER_CHATS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_chats");
+/// (chat, seq) → message.
+const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+/// (chat, user) → highest seq read.
+const READ_CURSORS: TableDefinition<(&str, &str), u64> = TableDefinition::new("read_cursors");
+
+/// Every id is `[A-Za-z0-9_-]` or hex, all below this character, so `(id, "")..(id, MAX)` spans
+/// exactly the entries whose first key part is `id`.
+const KEY_MAX: &str = "\u{7f}";
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: GroupCommit,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `store.redb` in `dir`.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("store.redb");
+        let db = Database::create(&path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(redb::Error::from)?;
+        create_tables(&txn)?;
+        txn.commit().map_err(redb::Error::from)?;
+        let db = Arc::new(db);
+        let writer = GroupCommit::start(db.clone(), "store").map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(EmbeddedStore { db, writer })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> StoreResult<T>) -> StoreResult<T> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        f(&txn)
+    }
+}
+
+fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(USERS)?;
+    txn.open_table(COURSES)?;
+    txn.open_table(TUTOR_COURSES)?;
+    txn.open_table(ENROLLMENTS)?;
+    txn.open_table(COURSE_STUDENTS)?;
+    txn.open_table(BLOCKS)?;
+    txn.open_table(CHATS)?;
+    txn.open_table(CHAT_KEYS)?;
+    txn.open_table(USER_CHATS)?;
+    txn.open_table(MESSAGES)?;
+    txn.open_table(READ_CURSORS)?;
+    Ok(())
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our records are plain structs with string keys: serializing them cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Decoding inside a write job, where errors must be `redb::Error` to abort the transaction.
+fn decode_in_txn<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
+    serde_json::from_slice(bytes).map_err(|e| redb::Error::Corrupted(e.to_string()))
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Unavailable(redb::Error::from(e).to_string())
+            }
+        }
+    )*};
+}
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|txn| {
+            txn.open_table(USERS)?;
+            Ok(())
+        })
+    }
+
+    async fn put_user(&self, user: &User) -> StoreResult<()> {
+        let user = user.clone();
+        Ok(self
+            .writer
+            .write(move |txn| {
+                txn.open_table(USERS)?.insert(user.id.as_str(), encode(&user).as_slice())?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        self.read(|txn| match txn.open_table(USERS)?.get(id)? {
+            Some(v) => decode(v.value()).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    async fn put_course(&self, course: &Course) -> StoreResult<()> {
+        let course = course.clone();
+        Ok(self
+            .writer
+            .write(move |txn| {
+                let mut courses = txn.open_table(COURSES)?;
+                let mut tutor_index = txn.open_table(TUTOR_COURSES)?;
+                if let Some(old) = courses.get(course.id.as_str())? {
+                    let old: Course = decode_in_txn(old.value())?;
+                    for tutor in &old.tutor_ids {
+                        tutor_index.remove((tutor.as_str(), course.id.as_str()))?;
+                    }
+                }
+                for tutor in &course.tutor_ids {
+                    tutor_index.insert((tutor.as_str(), course.id.as_str()), ())?;
+                }
+                courses.insert(course.id.as_str(), encode(&course).as_slice())?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn course(&self, id: &str) -> StoreResult<Option<Course>> {
+        self.read(|txn| match txn.open_table(COURSES)?.get(id)? {
+            Some(v) => decode(v.value()).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    async fn courses_by_tutor(&self, tutor_id: &str) -> StoreResult<Vec<Course>> {
+        self.read(|txn| {
+            let index = txn.open_table(TUTOR_COURSES)?;
+            let courses = txn.open_table(COURSES)?;
+            let mut out = Vec::new();
+            for entry in index.range((tutor_id, "")..(tutor_id, KEY_MAX))? {
+                let (key, _) = entry?;
+                let (_, course_id) = key.value();
+                if let Some(c) = courses.get(course_id)? {
+                    out.push(decode(c.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn put_enrollment(&self, enrollment: &Enrollment) -> StoreResult<Enrollment> {
+        let e = enrollment.clone();
+        Ok(self
+            .writer
+            .write(move |txn| {
+                let mut table = txn.open_table(ENROLLMENTS)?;
+                let key = (e.user_id.as_str(), e.course_id.as_str());
+                if let Some(existing) = table.get(key)? {
+                    return decode_in_txn(existing.value());
+                }
+                table.insert(key, encode(&e).as_slice())?;
+                txn.open_table(COURSE_STUDENTS)?.insert((e.course_id.as_str(), e.user_id.as_str()), ())?;
+                Ok(e)
+            })
+            .await?)
+    }
+
+    async fn delete_enrollment(&self, user_id: &str, course_id: &str) -> StoreResult<bool> {
+        let (user, course) = (user_id.to_owned(), course_id.to_owned());
+        Ok(self
+            .writer
+            .write(move |txn| {
+                let existed = txn.open_table(ENROLLMENTS)?.remove((user.as_str(), course.as_str()))?.is_some();
+                txn.open_table(COURSE_STUDENTS)?.remove((course.as_str(), user.as_str()))?;
+                Ok(existed)
+            })
+            .await?)
+    }
+
+    async fn enrollment(&self, user_id: &str, course_id: &str) -> StoreResult<Option<Enrollment>> {
+        self.read(|txn| match txn.open_table(ENROLLMENTS)?.get((user_id, course_id))? {
+            Some(v) => decode(v.value()).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    async fn enrollments_by_user(&self, user_id: &str) -> StoreResult<Vec<Enrollment>> {
+        self.read(|txn| {
+            let table = txn.open_table(ENROLLMENTS)?;
+            let mut out = Vec::new();
+            for entry in table.range((user_id, "")..(user_id, KEY_MAX))? {
+                out.push(decode(entry?.1.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn enrollments_by_course(&self, course_id: &str) -> StoreResult<Vec<Enrollment>> {
+        self.read(|txn| {
+            let index = txn.open_table(COURSE_STUDENTS)?;
+            let table = txn.open_table(ENROLLMENTS)?;
+            let mut out = Vec::new();
+            for entry in index.range((course_id, "")..(course_id, KEY_MAX))? {
+                let (key, _) = entry?;
+                let (_, user_id) = key.value();
+                if let Some(e) = table.get((user_id, course_id))? {
+                    out.push(decode(e.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn put_block(&self, blocker: &str, blocked: &str, at: Timestamp) -> StoreResult<(Block, bool)> {
+        let (blocker, blocked) = (blocker.to_owned(), blocked.to_owned());
+        Ok(self
+            .writer
+            .write(move |txn| {
+                let mut table = txn.open_table(BLOCKS)?;
+                let key = (blocker.as_str(), blocked.as_str());
+                if let Some(existing) = table.get(key)? {
+                    let block = Block { user_id: blocked.clone(), created_at: Timestamp(existing.value()) };
+                    return Ok((block, false));
+                }
+                table.insert(key, at.millis())?;
+                Ok((Block { user_id: blocked.clone(), created_at: at }, true))
+            })
+            .await?)
+    }
+
+    async fn delete_block(&self, blocker: &str, blocked: &str) -> StoreResult<bool> {
+        let (blocker, blocked) = (blocker.to_owned(), blocked.to_owned());
+        Ok(self
+            .writer
+            .write(move |txn| Ok(txn.open_table(BLOCKS)?.remove((blocker.as_str(), blocked.as_str()))?.is_some()))
+            .await?)
+    }
+
+    async fn blocks(&self, blocker: &str) -> StoreResult<Vec<Block>> {
+        self.read(|txn| {
+            let table = txn.open_table(BLOCKS)?;
+            let mut out = Vec::new();
+            for entry in table.range((blocker, "")..(blocker, KEY_MAX))? {
+                let (key, at) = entry?;
+                out.push(Block { user_id: key.value().1.to_owned(), created_at: Timestamp(at.value()) });
+            }
+            Ok(out)
+        })
+    }
+
+    async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool> {
+        self.read(|txn| Ok(txn.open_table(BLOCKS)?.get((blocker, blocked))?.is_some()))
+    }
+
+    async fn create_chat(&self, chat: &Chat) -> StoreResult<ChatCreation> {
+        let chat = chat.clone();
+        Ok(self
+            .writer
+            .write(move |txn| {
+                let mut keys = txn.open_table(CHAT_KEYS)?;
+                let mut chats = txn.open_table(CHATS)?;
+                let key = (chat.student_id.as_str(), chat.tutor_id.as_str(), chat.course_id.as_str());
+                let existing_id = keys.get(key)?.map(|id| id.value().to_owned());
+                if let Some(id) = existing_id {
+                    if let Some(existing) = chats.get(id.as_str())? {
+                        return Ok(ChatCreation { chat: decode_in_txn(existing.value())?, created: false });
+                    }
+                }
+                keys.insert(key, chat.id.as_str())?;
+                chats.insert(chat.id.as_str(), encode(&chat).as_slice())?;
+                let mut by_user = txn.open_table(USER_CHATS)?;
+                for user in chat.participants() {
+                    by_user.insert((user, chat.id.as_str()), ())?;
+                }
+                Ok(ChatCreation { chat, created: true })
+            })
+            .await?)
+    }
+
+    async fn chat(&self, id: &str) -> StoreResult<Option<Chat>> {
+        self.read(|txn| match txn.open_table(CHATS)?.get(id)? {
+            Some(v) => decode(v.value()).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    async fn chats_by_user(&self, user_id: &str) -> StoreResult<Vec<Chat>> {
+        self.read(|txn| {
+            let index = txn.open_table(USER_CHATS)?;
+            let chats = txn.open_table(CHATS)?;
+            let mut out = Vec::new();
+            for entry in index.range((user_id, "")..(user_id, KEY_MAX))? {
+                let (key, _) = entry?;
+                if let Some(c) = chats.get(key.value().1)? {
+                    out.push(decode(c.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn advance_read_cursor(&self, chat_id: &str, user_id: &str, seq: u64) -> StoreResult<u64> {
+        let (chat, user) = (chat_id.to_owned(), user_id.to_owned());
+        Ok(self
+            .writer
+            .write(move |txn| {
+                let mut table = txn.open_table(READ_CURSORS)?;
+                let key = (chat.as_str(), user.as_str());
+                let current = table.get(key)?.map(|v| v.value()).unwrap_or(0);
+                if seq > current {
+                    table.insert(key, seq)?;
+                    Ok(seq)
+                } else {
+                    Ok(current)
+                }
+            })
+            .await?)
+    }
+
+    async fn read_cursor(&self, chat_id: &str, user_id: &str) -> StoreResult<u64> {
+        self.read(|txn| Ok(txn.open_table(READ_CURSORS)?.get((chat_id, user_id))?.map(|v| v.value()).unwrap_or(0)))
+    }
+
+    async fn persist_messages(&self, batch: &[Message]) -> StoreResult<()> {
+        let batch = batch.to_vec();
+        Ok(self
+            .writer
+            .write(move |txn| {
+                let mut messages = txn.open_table(MESSAGES)?;
+                let mut cursors = txn.open_table(READ_CURSORS)?;
+                let mut chats = txn.open_table(CHATS)?;
+                // The newest message of each chat in this batch, to update its chat once.
+                let mut newest: Vec<&Message> = Vec::new();
+                for m in &batch {
+                    let key = (m.chat_id.as_str(), m.seq);
+                    if messages.get(key)?.is_none() {
+                        messages.insert(key, encode(m).as_slice())?;
+                    }
+                    let cursor_key = (m.chat_id.as_str(), m.sender_id.as_str());
+                    let cursor = cursors.get(cursor_key)?.map(|v| v.value()).unwrap_or(0);
+                    if m.seq > cursor {
+                        cursors.insert(cursor_key, m.seq)?;
+                    }
+                    match newest.iter_mut().find(|n| n.chat_id == m.chat_id) {
+                        Some(n) if n.seq < m.seq => *n = m,
+                        Some(_) => {}
+                        None => newest.push(m),
+                    }
+                }
+                for m in newest {
+                    let stored = chats.get(m.chat_id.as_str())?.map(|v| decode_in_txn::<Chat>(v.value()));
+                    if let Some(chat) = stored {
+                        let mut chat = chat?;
+                        if m.seq > chat.last_seq {
+                            chat.last_seq = m.seq;
+                            chat.updated_at = m.created_at;
+                            chat.last_message = Some(m.clone());
+                            chats.insert(chat.id.as_str(), encode(&chat).as_slice())?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn messages_before(&self, chat_id: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<Message>> {
+        let before = before.unwrap_or(u64::MAX);
+        self.read(|txn| {
+            let table = txn.open_table(MESSAGES)?;
+            let mut out = Vec::with_capacity(limit);
+            for entry in table.range((chat_id, 0u64)..(chat_id, before))?.rev().take(limit) {
+                out.push(decode(entry?.1.value())?);
+            }
+            out.reverse();
+            Ok(out)
+        })
+    }
+
+    async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> StoreResult<Vec<Message>> {
+        self.read(|txn| {
+            let table = txn.open_table(MESSAGES)?;
+            let mut out = Vec::with_capacity(limit);
+            if after == u64::MAX {
+                return Ok(out);
+            }
+            for entry in table.range((chat_id, after + 1)..=(chat_id, u64::MAX))?.take(limit) {
+                out.push(decode(entry?.1.value())?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_store_passes_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        super::super::contract_tests::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store.put_user(&User { id: "u1".into(), name: "Ann".into(), role: crate::chat::model::Role::User }).await.unwrap();
+        }
+        // The writer thread holds the database until its queue closes; give it a moment.
+        let store = loop {
+            match EmbeddedStore::open(dir.path()) {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        assert_eq!(store.user("u1").await.unwrap().unwrap().name, "Ann");
+    }
+}
