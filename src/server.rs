@@ -217,6 +217,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>) -> Arc<Semapho
                 service_fn(move |req| crate::http::handle(state.clone(), req, peer))
             };
             let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .keep_alive(true)
                 .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(TokioIo::new(stream), service)
