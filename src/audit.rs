@@ -41,7 +41,11 @@ impl Audit {
         let file = match path {
             None => None,
             Some(path) => {
-                let mut out = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
+                let mut out = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await?;
                 let (tx, mut rx) = mpsc::channel::<String>(QUEUE_BOUND);
                 tokio::spawn(async move {
                     while let Some(line) = rx.recv().await {
@@ -58,13 +62,33 @@ impl Audit {
                 Some(tx)
             }
         };
-        Ok(Audit { node: node.into(), file })
+        Ok(Audit {
+            node: node.into(),
+            file,
+        })
     }
 
     /// Records one action. `result` is `ok`, an error code, or a status.
-    pub fn record(&self, action: &str, user: Option<&str>, target: Option<&str>, result: &str, peer: Option<SocketAddr>) {
-        let line = Line { time: Timestamp::now(), node: &self.node, user, action, target, result, peer: peer.map(|p| p.to_string()) };
-        let Ok(mut json) = serde_json::to_string(&line) else { return };
+    pub fn record(
+        &self,
+        action: &str,
+        user: Option<&str>,
+        target: Option<&str>,
+        result: &str,
+        peer: Option<SocketAddr>,
+    ) {
+        let line = Line {
+            time: Timestamp::now(),
+            node: &self.node,
+            user,
+            action,
+            target,
+            result,
+            peer: peer.map(|p| p.to_string()),
+        };
+        let Ok(mut json) = serde_json::to_string(&line) else {
+            return;
+        };
         match &self.file {
             None => tracing::info!(target: "audit", "{json}"),
             Some(tx) => {

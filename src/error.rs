@@ -48,7 +48,10 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidPayload => 400,
             ErrorCode::Unauthorized | ErrorCode::InvalidToken | ErrorCode::TokenExpired => 401,
-            ErrorCode::Forbidden | ErrorCode::NotEnrolled | ErrorCode::NotTutor | ErrorCode::Blocked => 403,
+            ErrorCode::Forbidden
+            | ErrorCode::NotEnrolled
+            | ErrorCode::NotTutor
+            | ErrorCode::Blocked => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::TooLarge => 413,
             ErrorCode::UnsupportedType => 415,
@@ -67,7 +70,10 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorBody { code, message: message.into() }
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -77,7 +83,12 @@ mod tests {
 
     #[test]
     fn codes_serialize_as_their_contract_names() {
-        for code in [ErrorCode::InvalidPayload, ErrorCode::NotEnrolled, ErrorCode::RateLimited, ErrorCode::TokenExpired] {
+        for code in [
+            ErrorCode::InvalidPayload,
+            ErrorCode::NotEnrolled,
+            ErrorCode::RateLimited,
+            ErrorCode::TokenExpired,
+        ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
         assert_eq!(ErrorCode::Blocked.status(), 403);

@@ -71,15 +71,17 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |txn| {
             let value = f(txn)?;
-            Ok(Box::new(move |committed: Result<(), CommitFailed>| match committed {
-                Ok(()) => {
-                    after(&value);
-                    let _ = reply.send(Ok(value));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            }) as Completion)
+            Ok(
+                Box::new(move |committed: Result<(), CommitFailed>| match committed {
+                    Ok(()) => {
+                        after(&value);
+                        let _ = reply.send(Ok(value));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }) as Completion,
+            )
         });
         if self.jobs.send(job).await.is_err() {
             return Err(CommitFailed(format!("{} writer stopped", self.name).into()));
@@ -103,7 +105,8 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>, name: &'static str) {
         metrics::histogram!("coursechat_group_commit_jobs", "db" => name).record(jobs.len() as f64);
         let started = std::time::Instant::now();
         commit_batch(db, &mut jobs, name);
-        metrics::histogram!("coursechat_group_commit_seconds", "db" => name).record(started.elapsed().as_secs_f64());
+        metrics::histogram!("coursechat_group_commit_seconds", "db" => name)
+            .record(started.elapsed().as_secs_f64());
     }
 }
 

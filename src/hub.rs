@@ -47,7 +47,12 @@ pub struct SocketHandle {
 
 impl SocketHandle {
     pub fn new(id: SocketId, user: String, queue: mpsc::Sender<Bytes>) -> Self {
-        SocketHandle { id, user, queue, close: Notify::new() }
+        SocketHandle {
+            id,
+            user,
+            queue,
+            close: Notify::new(),
+        }
     }
 
     /// Queues a frame; a full queue marks the socket a slow consumer and asks it to close.
@@ -80,7 +85,11 @@ impl Hub {
     }
 
     pub fn register(&self, socket: Arc<SocketHandle>) {
-        self.users.write().entry(socket.user.clone()).or_default().push(socket);
+        self.users
+            .write()
+            .entry(socket.user.clone())
+            .or_default()
+            .push(socket);
     }
 
     /// Removes the socket from its user and from every room it joined.
@@ -128,7 +137,12 @@ impl Hub {
                 }
             }
             Target::Room(chat) => {
-                self.rooms.read().get(chat).into_iter().flatten().for_each(send);
+                self.rooms
+                    .read()
+                    .get(chat)
+                    .into_iter()
+                    .flatten()
+                    .for_each(send);
             }
         }
     }
@@ -161,7 +175,11 @@ mod tests {
         for s in [&a1, &a2, &b1] {
             hub.register(s.clone());
         }
-        hub.deliver(&Delivery { target: Target::Users(vec!["a".into(), "b".into()]), except: Some(1), frame: Bytes::from_static(b"x") });
+        hub.deliver(&Delivery {
+            target: Target::Users(vec!["a".into(), "b".into()]),
+            except: Some(1),
+            frame: Bytes::from_static(b"x"),
+        });
         assert!(ra1.try_recv().is_err());
         assert_eq!(ra2.try_recv().unwrap(), "x");
         assert_eq!(rb1.try_recv().unwrap(), "x");
@@ -174,7 +192,11 @@ mod tests {
         let hub = Hub::new();
         let (a, mut ra) = socket(1, "a", 4);
         hub.register(a.clone());
-        let d = Delivery { target: Target::Room("c".into()), except: None, frame: Bytes::from_static(b"t") };
+        let d = Delivery {
+            target: Target::Room("c".into()),
+            except: None,
+            frame: Bytes::from_static(b"t"),
+        };
         hub.deliver(&d);
         assert!(ra.try_recv().is_err());
         hub.join("c", &a);
@@ -190,9 +212,15 @@ mod tests {
         let hub = Hub::new();
         let (a, _ra) = socket(1, "a", 1);
         hub.register(a.clone());
-        let d = Delivery { target: Target::Users(vec!["a".into()]), except: None, frame: Bytes::from_static(b"x") };
+        let d = Delivery {
+            target: Target::Users(vec!["a".into()]),
+            except: None,
+            frame: Bytes::from_static(b"x"),
+        };
         hub.deliver(&d);
         hub.deliver(&d);
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.close_requested()).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.close_requested())
+            .await
+            .unwrap();
     }
 }

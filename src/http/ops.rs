@@ -28,17 +28,35 @@ pub async fn readyz(ctx: &mut Ctx) -> ApiResult {
     let store_ok = !state.store_health.is_degraded() && state.service.store().ping().await.is_ok();
     let ready = engine_ok && !draining;
     let body = Readiness {
-        status: if draining { "draining" } else if ready { "ok" } else { "unavailable" },
+        status: if draining {
+            "draining"
+        } else if ready {
+            "ok"
+        } else {
+            "unavailable"
+        },
         engine: if engine_ok { "ok" } else { "unavailable" },
         store: if store_ok { "ok" } else { "degraded" },
         node: state.node_id.clone(),
     };
-    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+    json(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &body,
+    )
 }
 
 pub async fn metrics(ctx: &mut Ctx) -> ApiResult {
     metrics::gauge!("coursechat_sockets").set(ctx.state.hub.socket_count() as f64);
-    let text = ctx.state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let text = ctx
+        .state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "text/plain; version=0.0.4")

@@ -83,12 +83,18 @@ mod tests {
     #[test]
     fn decodes_each_packet_type() {
         assert_eq!(EioPacket::decode(b"2").unwrap(), EioPacket::Ping(b""));
-        assert_eq!(EioPacket::decode(b"3probe").unwrap(), EioPacket::Pong(b"probe"));
+        assert_eq!(
+            EioPacket::decode(b"3probe").unwrap(),
+            EioPacket::Pong(b"probe")
+        );
         assert_eq!(EioPacket::decode(b"40").unwrap(), EioPacket::Message(b"0"));
         assert_eq!(EioPacket::decode(b"1").unwrap(), EioPacket::Close);
         assert_eq!(EioPacket::decode(b"6").unwrap(), EioPacket::Noop);
         assert_eq!(EioPacket::decode(b""), Err(ProtocolError::Empty));
-        assert_eq!(EioPacket::decode(b"9"), Err(ProtocolError::UnknownEioType(b'9')));
+        assert_eq!(
+            EioPacket::decode(b"9"),
+            Err(ProtocolError::UnknownEioType(b'9'))
+        );
     }
 
     #[test]
