@@ -41,11 +41,7 @@ impl Audit {
         let file = match path {
             None => None,
             Some(path) => {
-                let mut out = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .await?;
+                let mut out = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
                 let (tx, mut rx) = mpsc::channel::<String>(QUEUE_BOUND);
                 tokio::spawn(async move {
                     while let Some(line) = rx.recv().await {
@@ -62,10 +58,7 @@ impl Audit {
                 Some(tx)
             }
         };
-        Ok(Audit {
-            node: node.into(),
-            file,
-        })
+        Ok(Audit { node: node.into(), file })
     }
 
     /// Records one action. `result` is `ok`, an error code, or a status.

@@ -71,18 +71,11 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(
-        key: KeyConfig,
-        leeway_secs: u64,
-        issuer: Option<&str>,
-        audience: Option<&str>,
-    ) -> Result<Self, String> {
+    pub fn new(key: KeyConfig, leeway_secs: u64, issuer: Option<&str>, audience: Option<&str>) -> Result<Self, String> {
         let (key, algorithm, signer) = match key {
-            KeyConfig::Secret(secret) => (
-                DecodingKey::from_secret(&secret),
-                Algorithm::HS256,
-                Some(EncodingKey::from_secret(&secret)),
-            ),
+            KeyConfig::Secret(secret) => {
+                (DecodingKey::from_secret(&secret), Algorithm::HS256, Some(EncodingKey::from_secret(&secret)))
+            }
             KeyConfig::PublicKey { pem, algorithm } => {
                 let key = match algorithm {
                     Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
@@ -109,50 +102,27 @@ impl Verifier {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        Ok(Verifier {
-            key,
-            validation,
-            signer,
-        })
+        Ok(Verifier { key, validation, signer })
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(e.to_string()),
-            },
-        )?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid(e.to_string()),
+        })?;
         let claims = data.claims;
         if !is_valid_user_id(&claims.sub) {
-            return Err(AuthError::Invalid(
-                "sub must be 1..64 chars of [A-Za-z0-9_-]".into(),
-            ));
+            return Err(AuthError::Invalid("sub must be 1..64 chars of [A-Za-z0-9_-]".into()));
         }
-        let name = claims
-            .name
-            .filter(|n| !n.trim().is_empty() && n.chars().count() <= 200);
-        Ok(Identity {
-            caller: Caller {
-                user_id: claims.sub,
-                role: claims.role,
-                name,
-            },
-            exp: claims.exp,
-        })
+        let name = claims.name.filter(|n| !n.trim().is_empty() && n.chars().count() <= 200);
+        Ok(Identity { caller: Caller { user_id: claims.sub, role: claims.role, name }, exp: claims.exp })
     }
 
     /// Issues a token (development mode only: needs the shared secret).
-    pub fn issue(
-        &self,
-        user_id: &str,
-        role: Role,
-        name: Option<&str>,
-        ttl_secs: u64,
-    ) -> Option<(String, u64)> {
+    pub fn issue(&self, user_id: &str, role: Role, name: Option<&str>, ttl_secs: u64) -> Option<(String, u64)> {
         let signer = self.signer.as_ref()?;
         let now = (Timestamp::now().millis() / 1000) as u64;
         let claims = Claims {
@@ -177,12 +147,7 @@ mod tests {
     }
 
     fn token(secret: &[u8], claims: serde_json::Value, alg: Algorithm) -> String {
-        jsonwebtoken::encode(
-            &Header::new(alg),
-            &claims,
-            &EncodingKey::from_secret(secret),
-        )
-        .unwrap()
+        jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret)).unwrap()
     }
 
     fn now() -> u64 {
@@ -205,92 +170,37 @@ mod tests {
     #[test]
     fn expiry_uses_a_five_second_leeway() {
         let v = verifier();
-        let recent = token(
-            b"s3cret",
-            serde_json::json!({"sub":"u1","role":"user","exp":now()-2}),
-            Algorithm::HS256,
-        );
+        let recent = token(b"s3cret", serde_json::json!({"sub":"u1","role":"user","exp":now()-2}), Algorithm::HS256);
         assert!(v.verify(&recent).is_ok());
-        let old = token(
-            b"s3cret",
-            serde_json::json!({"sub":"u1","role":"user","exp":now()-30}),
-            Algorithm::HS256,
-        );
+        let old = token(b"s3cret", serde_json::json!({"sub":"u1","role":"user","exp":now()-30}), Algorithm::HS256);
         assert_eq!(v.verify(&old).unwrap_err().code(), ErrorCode::TokenExpired);
     }
 
     #[test]
     fn rejects_wrong_secret_algorithm_missing_exp_and_bad_sub() {
         let v = verifier();
-        let wrong = token(
-            b"other",
-            serde_json::json!({"sub":"u1","role":"user","exp":now()+60}),
-            Algorithm::HS256,
-        );
-        assert_eq!(
-            v.verify(&wrong).unwrap_err().code(),
-            ErrorCode::InvalidToken
-        );
-        let hs512 = token(
-            b"s3cret",
-            serde_json::json!({"sub":"u1","role":"user","exp":now()+60}),
-            Algorithm::HS512,
-        );
-        assert_eq!(
-            v.verify(&hs512).unwrap_err().code(),
-            ErrorCode::InvalidToken
-        );
-        let no_exp = token(
-            b"s3cret",
-            serde_json::json!({"sub":"u1","role":"user"}),
-            Algorithm::HS256,
-        );
-        assert_eq!(
-            v.verify(&no_exp).unwrap_err().code(),
-            ErrorCode::InvalidToken
-        );
-        let bad_sub = token(
-            b"s3cret",
-            serde_json::json!({"sub":"a b","role":"user","exp":now()+60}),
-            Algorithm::HS256,
-        );
-        assert_eq!(
-            v.verify(&bad_sub).unwrap_err().code(),
-            ErrorCode::InvalidToken
-        );
-        let bad_role = token(
-            b"s3cret",
-            serde_json::json!({"sub":"u1","role":"root","exp":now()+60}),
-            Algorithm::HS256,
-        );
-        assert_eq!(
-            v.verify(&bad_role).unwrap_err().code(),
-            ErrorCode::InvalidToken
-        );
+        let wrong = token(b"other", serde_json::json!({"sub":"u1","role":"user","exp":now()+60}), Algorithm::HS256);
+        assert_eq!(v.verify(&wrong).unwrap_err().code(), ErrorCode::InvalidToken);
+        let hs512 = token(b"s3cret", serde_json::json!({"sub":"u1","role":"user","exp":now()+60}), Algorithm::HS512);
+        assert_eq!(v.verify(&hs512).unwrap_err().code(), ErrorCode::InvalidToken);
+        let no_exp = token(b"s3cret", serde_json::json!({"sub":"u1","role":"user"}), Algorithm::HS256);
+        assert_eq!(v.verify(&no_exp).unwrap_err().code(), ErrorCode::InvalidToken);
+        let bad_sub = token(b"s3cret", serde_json::json!({"sub":"a b","role":"user","exp":now()+60}), Algorithm::HS256);
+        assert_eq!(v.verify(&bad_sub).unwrap_err().code(), ErrorCode::InvalidToken);
+        let bad_role = token(b"s3cret", serde_json::json!({"sub":"u1","role":"root","exp":now()+60}), Algorithm::HS256);
+        assert_eq!(v.verify(&bad_role).unwrap_err().code(), ErrorCode::InvalidToken);
         let future = token(
             b"s3cret",
             serde_json::json!({"sub":"u1","role":"user","exp":now()+600,"nbf":now()+300}),
             Algorithm::HS256,
         );
-        assert_eq!(
-            v.verify(&future).unwrap_err().code(),
-            ErrorCode::InvalidToken
-        );
-        assert_eq!(
-            v.verify("garbage").unwrap_err().code(),
-            ErrorCode::InvalidToken
-        );
+        assert_eq!(v.verify(&future).unwrap_err().code(), ErrorCode::InvalidToken);
+        assert_eq!(v.verify("garbage").unwrap_err().code(), ErrorCode::InvalidToken);
     }
 
     #[test]
     fn checks_issuer_and_audience_when_configured() {
-        let v = Verifier::new(
-            KeyConfig::Secret(b"s3cret".to_vec()),
-            5,
-            Some("platform"),
-            Some("chat"),
-        )
-        .unwrap();
+        let v = Verifier::new(KeyConfig::Secret(b"s3cret".to_vec()), 5, Some("platform"), Some("chat")).unwrap();
         let good = token(
             b"s3cret",
             serde_json::json!({"sub":"u","role":"user","exp":now()+60,"iss":"platform","aud":"chat"}),

@@ -7,11 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "coursechat",
-    version,
-    about = "A Socket.IO-compatible real-time chat edge for course platforms"
-)]
+#[command(name = "coursechat", version, about = "A Socket.IO-compatible real-time chat edge for course platforms")]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -157,10 +153,7 @@ impl ServeConfig {
     /// Origins are compared without a trailing slash.
     pub fn origin_allowed(&self, origin: &str) -> bool {
         self.allowed_origins.is_empty()
-            || self
-                .allowed_origins
-                .iter()
-                .any(|o| o.trim().trim_end_matches('/') == origin.trim_end_matches('/'))
+            || self.allowed_origins.iter().any(|o| o.trim().trim_end_matches('/') == origin.trim_end_matches('/'))
     }
 }
 

@@ -18,11 +18,7 @@ pub const NOT_ENROLLED: &str = "student-dave";
 pub const TOKEN_TTL_SECS: u64 = 24 * 3600;
 
 pub fn users() -> Vec<User> {
-    let user = |id: &str, name: &str, role| User {
-        id: id.into(),
-        name: name.into(),
-        role,
-    };
+    let user = |id: &str, name: &str, role| User { id: id.into(), name: name.into(), role };
     vec![
         user(TUTOR_ID, "Ada Lovelace", Role::Tutor),
         user(ENROLLED[0], "Bob Stone", Role::User),
@@ -40,9 +36,7 @@ pub fn secret(data_dir: &Path) -> std::io::Result<Vec<u8>> {
         }
     }
     std::fs::create_dir_all(data_dir)?;
-    let secret: String = (0..4)
-        .map(|_| format!("{:016x}", rand::random::<u64>()))
-        .collect();
+    let secret: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
     std::fs::write(&path, &secret)?;
     Ok(secret.into_bytes())
 }
@@ -54,20 +48,12 @@ pub async fn seed(store: &dyn Store) -> StoreResult<()> {
         store.put_user(&user).await?;
     }
     store
-        .put_course(&Course {
-            id: COURSE_ID.into(),
-            title: COURSE_TITLE.into(),
-            tutor_ids: vec![TUTOR_ID.into()],
-        })
+        .put_course(&Course { id: COURSE_ID.into(), title: COURSE_TITLE.into(), tutor_ids: vec![TUTOR_ID.into()] })
         .await?;
     let now = Timestamp::now();
     for student in ENROLLED {
         store
-            .put_enrollment(&Enrollment {
-                user_id: student.into(),
-                course_id: COURSE_ID.into(),
-                purchased_at: now,
-            })
+            .put_enrollment(&Enrollment { user_id: student.into(), course_id: COURSE_ID.into(), purchased_at: now })
             .await?;
     }
     let chat = Chat {

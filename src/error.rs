@@ -48,10 +48,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidPayload => 400,
             ErrorCode::Unauthorized | ErrorCode::InvalidToken | ErrorCode::TokenExpired => 401,
-            ErrorCode::Forbidden
-            | ErrorCode::NotEnrolled
-            | ErrorCode::NotTutor
-            | ErrorCode::Blocked => 403,
+            ErrorCode::Forbidden | ErrorCode::NotEnrolled | ErrorCode::NotTutor | ErrorCode::Blocked => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::TooLarge => 413,
             ErrorCode::UnsupportedType => 415,
@@ -70,10 +67,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorBody {
-            code,
-            message: message.into(),
-        }
+        ErrorBody { code, message: message.into() }
     }
 }
 
@@ -83,12 +77,8 @@ mod tests {
 
     #[test]
     fn codes_serialize_as_their_contract_names() {
-        for code in [
-            ErrorCode::InvalidPayload,
-            ErrorCode::NotEnrolled,
-            ErrorCode::RateLimited,
-            ErrorCode::TokenExpired,
-        ] {
+        for code in [ErrorCode::InvalidPayload, ErrorCode::NotEnrolled, ErrorCode::RateLimited, ErrorCode::TokenExpired]
+        {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
         assert_eq!(ErrorCode::Blocked.status(), 403);

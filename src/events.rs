@@ -87,14 +87,10 @@ pub fn decode_client_event(data: &mut [u8]) -> Result<ClientEvent, DecodeError> 
     let mut name = None;
     match crate::json::parse_seed(data, EventSeed { name: &mut name }) {
         Ok(Some(event)) => Ok(event),
-        Ok(None) => Err(DecodeError {
-            message: format!("unknown event {:?}", name.as_deref().unwrap_or("")),
-            event: name,
-        }),
-        Err(e) => Err(DecodeError {
-            event: name,
-            message: format!("invalid event data: {e}"),
-        }),
+        Ok(None) => {
+            Err(DecodeError { message: format!("unknown event {:?}", name.as_deref().unwrap_or("")), event: name })
+        }
+        Err(e) => Err(DecodeError { event: name, message: format!("invalid event data: {e}") }),
     }
 }
 
@@ -118,15 +114,10 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let name: Cow<'de, str> = seq
-            .next_element()?
-            .ok_or_else(|| de::Error::custom("missing event name"))?;
+        let name: Cow<'de, str> = seq.next_element()?.ok_or_else(|| de::Error::custom("missing event name"))?;
         *self.name = Some(name.clone().into_owned());
-        fn payload<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
-            seq: &mut A,
-        ) -> Result<T, A::Error> {
-            seq.next_element()?
-                .ok_or_else(|| de::Error::custom("missing payload object"))
+        fn payload<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(seq: &mut A) -> Result<T, A::Error> {
+            seq.next_element()?.ok_or_else(|| de::Error::custom("missing payload object"))
         }
         let event = match name.as_ref() {
             "join_chat" => Some(ClientEvent::JoinChat(payload(&mut seq)?)),
@@ -193,24 +184,13 @@ struct ErrorEvent<'a> {
 
 /// `42["error",{code,message,event?}]`: a failed event that had no ack.
 pub fn error_event(error: &ErrorBody, event: Option<&str>) -> Bytes {
-    event_frame(
-        "error",
-        &ErrorEvent {
-            code: error.code,
-            message: &error.message,
-            event,
-        },
-    )
+    event_frame("error", &ErrorEvent { code: error.code, message: &error.message, event })
 }
 
 /// `44{"message","data":{"code"}}`: CONNECT refused.
 pub fn connect_error(code: ErrorCode, message: &str) -> Bytes {
     let data = serde_json::json!({ "message": message, "data": { "code": code } });
-    Bytes::from(encode_frame(
-        SioKind::ConnectError,
-        None,
-        data.to_string().as_bytes(),
-    ))
+    Bytes::from(encode_frame(SioKind::ConnectError, None, data.to_string().as_bytes()))
 }
 
 #[cfg(test)]
@@ -223,18 +203,10 @@ mod tests {
 
     #[test]
     fn decodes_send_message() {
-        let e =
-            decode(r#"["send_message",{"chatId":"c","clientMsgId":"m1","content":"hi"}]"#).unwrap();
+        let e = decode(r#"["send_message",{"chatId":"c","clientMsgId":"m1","content":"hi"}]"#).unwrap();
         match e {
             ClientEvent::SendMessage(s) => {
-                assert_eq!(
-                    (
-                        s.chat_id.as_str(),
-                        s.client_msg_id.as_str(),
-                        s.content.as_str()
-                    ),
-                    ("c", "m1", "hi")
-                );
+                assert_eq!((s.chat_id.as_str(), s.client_msg_id.as_str(), s.content.as_str()), ("c", "m1", "hi"));
                 assert_eq!(s.kind, MessageType::Text);
             }
             other => panic!("{other:?}"),
@@ -254,10 +226,7 @@ mod tests {
 
     #[test]
     fn encodes_acks_and_events() {
-        assert_eq!(
-            ack_ok(7, &serde_json::json!({"exp": 5})),
-            Bytes::from_static(br#"437[{"ok":true,"exp":5}]"#)
-        );
+        assert_eq!(ack_ok(7, &serde_json::json!({"exp": 5})), Bytes::from_static(br#"437[{"ok":true,"exp":5}]"#));
         let err = ErrorBody::new(ErrorCode::Blocked, "no");
         assert_eq!(
             ack_err(1, &err),
@@ -265,9 +234,7 @@ mod tests {
         );
         assert_eq!(
             error_event(&err, Some("send_message")),
-            Bytes::from_static(
-                br#"42["error",{"code":"blocked","message":"no","event":"send_message"}]"#
-            )
+            Bytes::from_static(br#"42["error",{"code":"blocked","message":"no","event":"send_message"}]"#)
         );
         assert_eq!(
             message_received_frame(br#"{"id":"x"}"#),

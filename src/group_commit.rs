@@ -45,9 +45,7 @@ impl GroupCommit {
     /// Starts the writer thread for `db`. The thread ends when every handle is dropped.
     pub fn start(db: Arc<Database>, name: &'static str) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE_BOUND);
-        std::thread::Builder::new()
-            .name(format!("commit-{name}"))
-            .spawn(move || writer_loop(&db, rx, name))?;
+        std::thread::Builder::new().name(format!("commit-{name}")).spawn(move || writer_loop(&db, rx, name))?;
         Ok(GroupCommit { jobs: tx, name })
     }
 
@@ -71,24 +69,20 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |txn| {
             let value = f(txn)?;
-            Ok(
-                Box::new(move |committed: Result<(), CommitFailed>| match committed {
-                    Ok(()) => {
-                        after(&value);
-                        let _ = reply.send(Ok(value));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }) as Completion,
-            )
+            Ok(Box::new(move |committed: Result<(), CommitFailed>| match committed {
+                Ok(()) => {
+                    after(&value);
+                    let _ = reply.send(Ok(value));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }) as Completion)
         });
         if self.jobs.send(job).await.is_err() {
             return Err(CommitFailed(format!("{} writer stopped", self.name).into()));
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(CommitFailed(format!("{} write aborted", self.name).into())))
+        answer.await.unwrap_or_else(|_| Err(CommitFailed(format!("{} write aborted", self.name).into())))
     }
 }
 
@@ -105,8 +99,7 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>, name: &'static str) {
         metrics::histogram!("coursechat_group_commit_jobs", "db" => name).record(jobs.len() as f64);
         let started = std::time::Instant::now();
         commit_batch(db, &mut jobs, name);
-        metrics::histogram!("coursechat_group_commit_seconds", "db" => name)
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("coursechat_group_commit_seconds", "db" => name).record(started.elapsed().as_secs_f64());
     }
 }
 

@@ -47,12 +47,7 @@ pub struct SocketHandle {
 
 impl SocketHandle {
     pub fn new(id: SocketId, user: String, queue: mpsc::Sender<Bytes>) -> Self {
-        SocketHandle {
-            id,
-            user,
-            queue,
-            close: Notify::new(),
-        }
+        SocketHandle { id, user, queue, close: Notify::new() }
     }
 
     /// Queues a frame; a full queue marks the socket a slow consumer and asks it to close.
@@ -85,11 +80,7 @@ impl Hub {
     }
 
     pub fn register(&self, socket: Arc<SocketHandle>) {
-        self.users
-            .write()
-            .entry(socket.user.clone())
-            .or_default()
-            .push(socket);
+        self.users.write().entry(socket.user.clone()).or_default().push(socket);
     }
 
     /// Removes the socket from its user and from every room it joined.
@@ -137,12 +128,7 @@ impl Hub {
                 }
             }
             Target::Room(chat) => {
-                self.rooms
-                    .read()
-                    .get(chat)
-                    .into_iter()
-                    .flatten()
-                    .for_each(send);
+                self.rooms.read().get(chat).into_iter().flatten().for_each(send);
             }
         }
     }
@@ -192,11 +178,7 @@ mod tests {
         let hub = Hub::new();
         let (a, mut ra) = socket(1, "a", 4);
         hub.register(a.clone());
-        let d = Delivery {
-            target: Target::Room("c".into()),
-            except: None,
-            frame: Bytes::from_static(b"t"),
-        };
+        let d = Delivery { target: Target::Room("c".into()), except: None, frame: Bytes::from_static(b"t") };
         hub.deliver(&d);
         assert!(ra.try_recv().is_err());
         hub.join("c", &a);
@@ -212,15 +194,9 @@ mod tests {
         let hub = Hub::new();
         let (a, _ra) = socket(1, "a", 1);
         hub.register(a.clone());
-        let d = Delivery {
-            target: Target::Users(vec!["a".into()]),
-            except: None,
-            frame: Bytes::from_static(b"x"),
-        };
+        let d = Delivery { target: Target::Users(vec!["a".into()]), except: None, frame: Bytes::from_static(b"x") };
         hub.deliver(&d);
         hub.deliver(&d);
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.close_requested())
-            .await
-            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.close_requested()).await.unwrap();
     }
 }

@@ -13,13 +13,9 @@ pub struct JsonError(String);
 
 /// Parses `data` (modified in place) with a seed, so the caller can keep what it learned before
 /// an error (the event name).
-pub fn parse_seed<'de, S: DeserializeSeed<'de>>(
-    data: &'de mut [u8],
-    seed: S,
-) -> Result<S::Value, JsonError> {
+pub fn parse_seed<'de, S: DeserializeSeed<'de>>(data: &'de mut [u8], seed: S) -> Result<S::Value, JsonError> {
     let mut de = simd_json::Deserializer::from_slice(data).map_err(|e| JsonError(e.to_string()))?;
-    seed.deserialize(&mut de)
-        .map_err(|e| JsonError(e.to_string()))
+    seed.deserialize(&mut de).map_err(|e| JsonError(e.to_string()))
 }
 
 /// Parses a whole value (used for the CONNECT auth payload).

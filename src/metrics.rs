@@ -18,18 +18,11 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let latency = [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ];
+            let latency = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
             let sizes = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("coursechat_store_batch_size".into()),
-                        &sizes,
-                    )
-                })
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("coursechat_store_batch_size".into()), &sizes))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_jobs".into()), &sizes))
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))

@@ -60,8 +60,7 @@ fn verifier(config: &ServeConfig) -> Result<Verifier, StartError> {
         let pem = if pem.trim_start().starts_with("-----BEGIN") {
             pem.clone().into_bytes()
         } else {
-            std::fs::read(pem)
-                .map_err(|e| StartError::Config(format!("CHAT_JWT_PUBLIC_KEY: {pem}: {e}")))?
+            std::fs::read(pem).map_err(|e| StartError::Config(format!("CHAT_JWT_PUBLIC_KEY: {pem}: {e}")))?
         };
         let algorithm = match config.jwt_algorithm.to_ascii_uppercase().as_str() {
             "RS256" => jsonwebtoken::Algorithm::RS256,
@@ -77,48 +76,39 @@ fn verifier(config: &ServeConfig) -> Result<Verifier, StartError> {
         KeyConfig::Secret(secret.clone().into_bytes())
     } else if config.demo {
         KeyConfig::Secret(
-            crate::demo::secret(&config.data_dir)
-                .map_err(|e| StartError::Config(format!("demo secret: {e}")))?,
+            crate::demo::secret(&config.data_dir).map_err(|e| StartError::Config(format!("demo secret: {e}")))?,
         )
     } else {
-        return Err(StartError::Config(
-            "set CHAT_JWT_SECRET (or CHAT_JWT_PUBLIC_KEY), or run with --demo".into(),
-        ));
+        return Err(StartError::Config("set CHAT_JWT_SECRET (or CHAT_JWT_PUBLIC_KEY), or run with --demo".into()));
     };
-    Verifier::new(
-        key,
-        config.jwt_leeway,
-        config.jwt_issuer.as_deref(),
-        config.jwt_audience.as_deref(),
-    )
-    .map_err(StartError::Config)
+    Verifier::new(key, config.jwt_leeway, config.jwt_issuer.as_deref(), config.jwt_audience.as_deref())
+        .map_err(StartError::Config)
 }
 
 /// Runs the node until SIGTERM or SIGINT, then drains.
 pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     if config.redis_url.is_some() {
-        return Err(StartError::Config("CHAT_REDIS_URL: the Redis engine is not part of this build yet; unset it to run one node".into()));
+        return Err(StartError::Config(
+            "CHAT_REDIS_URL: the Redis engine is not part of this build yet; unset it to run one node".into(),
+        ));
     }
     if config.mongodb_url.is_some() {
-        return Err(StartError::Config("CHAT_MONGODB_URL: the MongoDB store is not part of this build yet; unset it to use the embedded store".into()));
+        return Err(StartError::Config(
+            "CHAT_MONGODB_URL: the MongoDB store is not part of this build yet; unset it to use the embedded store"
+                .into(),
+        ));
     }
-    let node_id = config
-        .node_id
-        .clone()
-        .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
+    let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
     let verifier = verifier(&config)?;
     let metrics = crate::metrics::install();
     let audit = Audit::open(&node_id, config.audit_log.as_deref())
         .await
         .map_err(|e| StartError::Config(format!("CHAT_AUDIT_LOG: {e}")))?;
 
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(&config.data_dir).map_err(|e| StartError::Backend(e.to_string()))?,
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&config.data_dir).map_err(|e| StartError::Backend(e.to_string()))?);
     if config.demo {
-        crate::demo::seed(store.as_ref())
-            .await
-            .map_err(|e| StartError::Backend(format!("seeding demo data: {e}")))?;
+        crate::demo::seed(store.as_ref()).await.map_err(|e| StartError::Backend(format!("seeding demo data: {e}")))?;
     }
     let hub = Hub::new();
     let limits = &config.limits;
@@ -131,18 +121,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         message_burst: limits.message_burst,
         idempotency_window: Duration::from_secs(limits.idempotency_hours * 3600),
     };
-    let (engine, mut notices) = memory::start(
-        &config.data_dir,
-        hub.clone(),
-        store.clone(),
-        timings,
-        engine_limits,
-    )
-    .map_err(|e| StartError::Backend(e.to_string()))?;
-    let chat_limits = ChatLimits {
-        max_content_chars: limits.max_content_chars,
-        ..ChatLimits::default()
-    };
+    let (engine, mut notices) = memory::start(&config.data_dir, hub.clone(), store.clone(), timings, engine_limits)
+        .map_err(|e| StartError::Backend(e.to_string()))?;
+    let chat_limits = ChatLimits { max_content_chars: limits.max_content_chars, ..ChatLimits::default() };
     let service = Arc::new(ChatService::new(store.clone(), engine.clone(), chat_limits));
 
     let store_health = Arc::new(StoreHealth::default());
@@ -164,12 +145,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         }
     });
 
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| StartError::Listen(config.addr, e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| StartError::Listen(config.addr, e))?;
+    let listener = TcpListener::bind(config.addr).await.map_err(|e| StartError::Listen(config.addr, e))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Listen(config.addr, e))?;
     let (drain, _) = watch::channel(false);
     let max_sessions = limits.max_connections.min(Semaphore::MAX_PERMITS);
     let web = config.web_dir.clone().map(StaticFiles::new);
@@ -205,30 +182,16 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     tracing::info!(open_sockets = state.hub.socket_count(), "draining");
     let _ = state.drain.send(true);
     let all_sessions = max_sessions as u32;
-    let _ =
-        tokio::time::timeout_at(deadline.into(), state.sessions.acquire_many(all_sessions)).await;
-    let _ = tokio::time::timeout_at(
-        deadline.into(),
-        connections.acquire_many(MAX_HTTP_CONNECTIONS as u32),
-    )
-    .await;
+    let _ = tokio::time::timeout_at(deadline.into(), state.sessions.acquire_many(all_sessions)).await;
+    let _ = tokio::time::timeout_at(deadline.into(), connections.acquire_many(MAX_HTTP_CONNECTIONS as u32)).await;
     let _ = stop_writer.send(true);
     let _ = writer_task.await;
-    let flusher = Writer {
-        log: engine.log.clone(),
-        store,
-        batch: state.config.limits.writer_batch,
-        health: store_health,
-    };
+    let flusher =
+        Writer { log: engine.log.clone(), store, batch: state.config.limits.writer_batch, health: store_health };
     let flush_deadline = Instant::now().max(deadline) + Duration::from_secs(2);
     let flushed = flusher.flush(flush_deadline).await;
     let left = engine.log.backlog().await.unwrap_or(0);
-    tracing::info!(
-        flushed,
-        left_in_queue = left,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "drained"
-    );
+    tracing::info!(flushed, left_in_queue = left, elapsed_ms = started.elapsed().as_millis() as u64, "drained");
     Ok(())
 }
 
@@ -239,14 +202,13 @@ const MAX_HTTP_CONNECTIONS: usize = 10_000;
 /// connections hold.
 async fn accept_loop(listener: TcpListener, state: Arc<AppState>) -> Arc<Semaphore> {
     let connections = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch SIGTERM");
-                return connections;
-            }
-        };
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            return connections;
+        }
+    };
     loop {
         let permit = tokio::select! {
             _ = terminate.recv() => break,

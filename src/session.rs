@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{
-    Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
-};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -32,9 +30,7 @@ use crate::auth::{AuthError, Identity};
 use crate::chat::service::Draft;
 use crate::chat::{Caller, ChatError};
 use crate::error::{ErrorBody, ErrorCode};
-use crate::events::{
-    ack_err, ack_ok, connect_error, decode_client_event, error_event, ClientEvent,
-};
+use crate::events::{ack_err, ack_ok, connect_error, decode_client_event, error_event, ClientEvent};
 use crate::hub::SocketHandle;
 use crate::protocol::{EioPacket, OpenPacket, SioHeader, SioKind};
 use crate::server::AppState;
@@ -157,8 +153,7 @@ pub async fn run(ws: WebSocket<Stream>, state: Arc<AppState>, peer: SocketAddr) 
     let (outbound_tx, outbound) = mpsc::channel(state.config.limits.socket_queue.max(1));
     let now = Instant::now();
     let mut session = Session {
-        connect_deadline: now
-            + std::time::Duration::from_millis(state.config.limits.connect_timeout_ms),
+        connect_deadline: now + std::time::Duration::from_millis(state.config.limits.connect_timeout_ms),
         state,
         peer,
         socket_id,
@@ -285,20 +280,14 @@ impl Session {
     }
 
     async fn write(&mut self, frame: Bytes) -> Result<(), WebSocketError> {
-        self.writer
-            .write_frame(Frame::text(Payload::Borrowed(&frame)))
-            .await
+        self.writer.write_frame(Frame::text(Payload::Borrowed(&frame))).await
     }
 
     async fn on_frame(&mut self, opcode: OpCode, fin: bool, payload: BytesMut) -> Flow {
         let max = self.state.config.limits.max_frame_bytes;
         match opcode {
             OpCode::Close => Flow::End(End::ClientClosed),
-            OpCode::Ping => match self
-                .writer
-                .write_frame(Frame::pong(Payload::Borrowed(&payload)))
-                .await
-            {
+            OpCode::Ping => match self.writer.write_frame(Frame::pong(Payload::Borrowed(&payload))).await {
                 Ok(()) => Flow::Continue,
                 Err(_) => Flow::End(End::TransportError),
             },
@@ -381,10 +370,7 @@ impl Session {
                 Flow::Continue
             }
             SioKind::BinaryEvent if self.connected.is_some() => {
-                let body = ErrorBody::new(
-                    ErrorCode::InvalidPayload,
-                    "binary payloads are not supported",
-                );
+                let body = ErrorBody::new(ErrorCode::InvalidPayload, "binary payloads are not supported");
                 self.reply_error(header.ack_id, &body, None).await;
                 Flow::Continue
             }
@@ -398,12 +384,7 @@ impl Session {
             return Flow::Continue;
         }
         if namespace.is_some() {
-            let _ = self
-                .write(connect_error(
-                    ErrorCode::InvalidPayload,
-                    "Invalid namespace",
-                ))
-                .await;
+            let _ = self.write(connect_error(ErrorCode::InvalidPayload, "Invalid namespace")).await;
             return Flow::End(End::ConnectRefused);
         }
         #[derive(serde::Deserialize, Default)]
@@ -411,21 +392,11 @@ impl Session {
             #[serde(default)]
             token: Option<String>,
         }
-        let auth: Auth = if data.is_empty() {
-            Auth::default()
-        } else {
-            crate::json::parse(data).unwrap_or_default()
-        };
+        let auth: Auth = if data.is_empty() { Auth::default() } else { crate::json::parse(data).unwrap_or_default() };
         let identity = match auth.token.as_deref().map(|t| self.state.verifier.verify(t)) {
             Some(Ok(identity)) => identity,
             Some(Err(e)) => return self.refuse(&e).await,
-            None => {
-                return self
-                    .refuse(&AuthError::Invalid(
-                        "the CONNECT auth payload has no token".into(),
-                    ))
-                    .await
-            }
+            None => return self.refuse(&AuthError::Invalid("the CONNECT auth payload has no token".into())).await,
         };
         if let Err(e) = self.state.service.sign_in(&identity.caller).await {
             let body = e.body();
@@ -437,14 +408,8 @@ impl Session {
 
     async fn refuse(&mut self, e: &AuthError) -> Flow {
         // Socket.IO only knows these two codes at CONNECT; a missing token is an invalid one.
-        let code = if e.code() == ErrorCode::TokenExpired {
-            ErrorCode::TokenExpired
-        } else {
-            ErrorCode::InvalidToken
-        };
-        self.state
-            .audit
-            .record("socket_refused", None, None, code.as_str(), Some(self.peer));
+        let code = if e.code() == ErrorCode::TokenExpired { ErrorCode::TokenExpired } else { ErrorCode::InvalidToken };
+        self.state.audit.record("socket_refused", None, None, code.as_str(), Some(self.peer));
         metrics::counter!("coursechat_errors_total", "code" => code.as_str()).increment(1);
         let _ = self.write(connect_error(code, &e.to_string())).await;
         Flow::End(End::ConnectRefused)
@@ -455,11 +420,7 @@ impl Session {
             return Flow::End(End::ProtocolError);
         };
         let caller = identity.caller;
-        let handle = Arc::new(SocketHandle::new(
-            self.socket_id,
-            caller.user_id.clone(),
-            queue,
-        ));
+        let handle = Arc::new(SocketHandle::new(self.socket_id, caller.user_id.clone(), queue));
         self.state.hub.register(handle.clone());
         let expires_at = expiry_instant(identity.exp);
         self.connected = Some(Connected {
@@ -467,18 +428,9 @@ impl Session {
             handle,
             expires_at,
             rooms: Vec::new(),
-            typing: TypingBudget {
-                tokens: self.state.config.limits.typing_rate as f32,
-                last: StdInstant::now(),
-            },
+            typing: TypingBudget { tokens: self.state.config.limits.typing_rate as f32, last: StdInstant::now() },
         });
-        self.state.audit.record(
-            "socket_connect",
-            Some(&caller.user_id),
-            None,
-            "ok",
-            Some(self.peer),
-        );
+        self.state.audit.record("socket_connect", Some(&caller.user_id), None, "ok", Some(self.peer));
         let ack = format!(r#"40{{"sid":"{:016x}"}}"#, self.socket_id);
         if self.write(Bytes::from(ack)).await.is_err() {
             return Flow::End(End::TransportError);
@@ -505,8 +457,7 @@ impl Session {
         match result {
             Ok(reply) => {
                 if name == "send_message" {
-                    metrics::histogram!("coursechat_send_ack_seconds")
-                        .record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("coursechat_send_ack_seconds").record(started.elapsed().as_secs_f64());
                 }
                 if let Some(id) = ack_id {
                     let _ = self.write(reply.into_ack(id)).await;
@@ -546,13 +497,7 @@ impl Session {
                     state.hub.join(&joined.chat.id, &c.handle);
                     c.rooms.push(joined.chat.id.clone());
                 }
-                state.audit.record(
-                    "join_chat",
-                    Some(&c.caller.user_id),
-                    Some(&joined.chat.id),
-                    "ok",
-                    Some(self.peer),
-                );
+                state.audit.record("join_chat", Some(&c.caller.user_id), Some(&joined.chat.id), "ok", Some(self.peer));
                 Reply::json(&joined)
             }
             ClientEvent::LeaveChat(l) => {
@@ -584,15 +529,11 @@ impl Session {
                 )))
             }
             ClientEvent::TypingStart(t) => {
-                service
-                    .typing(&c.caller, &t.chat_id, true, c.handle.id)
-                    .await?;
+                service.typing(&c.caller, &t.chat_id, true, c.handle.id).await?;
                 Ok(Reply::Ok)
             }
             ClientEvent::TypingStop(t) => {
-                service
-                    .typing(&c.caller, &t.chat_id, false, c.handle.id)
-                    .await?;
+                service.typing(&c.caller, &t.chat_id, false, c.handle.id).await?;
                 Ok(Reply::Ok)
             }
             ClientEvent::MarkRead(m) => {
@@ -602,9 +543,7 @@ impl Session {
             ClientEvent::RefreshToken(r) => {
                 let identity = state.verifier.verify(&r.token)?;
                 if identity.caller.user_id != c.caller.user_id {
-                    return Err(ChatError::Forbidden(
-                        "the new token names another user".into(),
-                    ));
+                    return Err(ChatError::Forbidden("the new token names another user".into()));
                 }
                 c.expires_at = expiry_instant(identity.exp);
                 c.caller.role = identity.caller.role;
@@ -625,13 +564,7 @@ impl Session {
             if let Err(e) = self.state.service.socket_closed(&c.caller.user_id).await {
                 tracing::warn!(error = %e, "presence update failed");
             }
-            self.state.audit.record(
-                "socket_disconnect",
-                Some(&c.caller.user_id),
-                None,
-                end.as_str(),
-                Some(self.peer),
-            );
+            self.state.audit.record("socket_disconnect", Some(&c.caller.user_id), None, end.as_str(), Some(self.peer));
         }
         let (code, reason): (u16, &[u8]) = match end {
             End::Drain => (1001, b"server draining"),
@@ -655,8 +588,7 @@ enum Reply {
 impl Reply {
     fn json<T: Serialize>(body: &T) -> Result<Reply, ChatError> {
         // Encoded here once, wrapped into the ack frame below.
-        let value =
-            serde_json::to_vec(body).map_err(|e| ChatError::InvalidPayload(e.to_string()))?;
+        let value = serde_json::to_vec(body).map_err(|e| ChatError::InvalidPayload(e.to_string()))?;
         Ok(Reply::Json(value.into()))
     }
 

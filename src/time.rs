@@ -42,8 +42,7 @@ impl Timestamp {
     }
 
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
-        let t =
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
         Some(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
     }
 }
@@ -63,8 +62,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Timestamp::parse_rfc3339(&s)
-            .ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 timestamp"))
+        Timestamp::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 timestamp"))
     }
 }
 

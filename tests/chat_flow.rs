@@ -66,7 +66,9 @@ async fn a_repeated_client_msg_id_returns_the_first_message_and_stores_nothing()
     // Scoped to (chat, sender): the tutor may use the same clientMsgId.
     let tutor_same = send(&mut t, &f.chat, "same", "mine").await;
     assert_eq!(tutor_same["message"]["seq"], 2);
-    let page = http(&server.addr, "GET", &format!("/api/chats/{}/messages", f.chat), Some(&f.student_token()), None, &[]).await;
+    let page =
+        http(&server.addr, "GET", &format!("/api/chats/{}/messages", f.chat), Some(&f.student_token()), None, &[])
+            .await;
     assert_eq!(page.body["messages"].as_array().unwrap().len(), 2);
 }
 
@@ -138,7 +140,8 @@ async fn a_client_that_reconnects_recovers_every_message_through_join() {
     }
     let mut s = Client::connect(&server.addr, &f.student_token()).await.unwrap();
     let joined = s.call("join_chat", json!({"chatId": f.chat, "lastSeq": last})).await;
-    let contents: Vec<&str> = joined["missed"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    let contents: Vec<&str> =
+        joined["missed"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
     assert_eq!(contents, ["two", "three", "four"]);
 }
 
@@ -195,7 +198,10 @@ async fn mark_read_tells_every_socket_of_both_participants() {
     assert_eq!(ack, json!({"ok": true}));
     for c in [&mut s1, &mut s2, &mut t] {
         let e = c.event("message_read", WAIT).await.unwrap();
-        assert_eq!((e["chatId"].as_str(), e["userId"].as_str(), e["seq"].as_u64()), (Some(f.chat.as_str()), Some(f.student.as_str()), Some(1)));
+        assert_eq!(
+            (e["chatId"].as_str(), e["userId"].as_str(), e["seq"].as_u64()),
+            (Some(f.chat.as_str()), Some(f.student.as_str()), Some(1))
+        );
         assert!(e["readAt"].as_str().unwrap().ends_with('Z'));
     }
     // Backwards is no change (and no event); above the latest is the latest.
@@ -251,7 +257,15 @@ async fn a_revoked_enrollment_stops_the_next_send_and_join() {
     let f = fixture(&server).await;
     let mut s = Client::connect(&server.addr, &f.student_token()).await.unwrap();
     assert_eq!(send(&mut s, &f.chat, "a", "before").await["ok"], true);
-    let r = http(&server.addr, "DELETE", &format!("/api/admin/enrollments/{}/{}", f.student, f.course), Some(&admin()), None, &[]).await;
+    let r = http(
+        &server.addr,
+        "DELETE",
+        &format!("/api/admin/enrollments/{}/{}", f.student, f.course),
+        Some(&admin()),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 204);
     let ack = send(&mut s, &f.chat, "b", "after").await;
     assert_eq!(ack["error"]["code"], "not_enrolled");
@@ -260,9 +274,25 @@ async fn a_revoked_enrollment_stops_the_next_send_and_join() {
     let mut t = Client::connect(&server.addr, &f.tutor_token()).await.unwrap();
     assert_eq!(send(&mut t, &f.chat, "t", "hi").await["error"]["code"], "not_enrolled");
     // A tutor removed from the course: not_tutor.
-    http(&server.addr, "PUT", "/api/admin/enrollments", Some(&admin()), Some(json!({"userId": f.student, "courseId": f.course})), &[]).await;
+    http(
+        &server.addr,
+        "PUT",
+        "/api/admin/enrollments",
+        Some(&admin()),
+        Some(json!({"userId": f.student, "courseId": f.course})),
+        &[],
+    )
+    .await;
     assert_eq!(send(&mut s, &f.chat, "c", "back").await["ok"], true);
-    http(&server.addr, "PUT", &format!("/api/admin/courses/{}", f.course), Some(&admin()), Some(json!({"title": "Course", "tutorIds": []})), &[]).await;
+    http(
+        &server.addr,
+        "PUT",
+        &format!("/api/admin/courses/{}", f.course),
+        Some(&admin()),
+        Some(json!({"title": "Course", "tutorIds": []})),
+        &[],
+    )
+    .await;
     assert_eq!(send(&mut s, &f.chat, "d", "gone").await["error"]["code"], "not_tutor");
 }
 
@@ -272,12 +302,14 @@ async fn a_blocked_user_cannot_send_to_the_blocker() {
     let f = fixture(&server).await;
     let mut s = Client::connect(&server.addr, &f.student_token()).await.unwrap();
     let mut t = Client::connect(&server.addr, &f.tutor_token()).await.unwrap();
-    let r = http(&server.addr, "POST", "/api/blocks", Some(&f.tutor_token()), Some(json!({"userId": f.student})), &[]).await;
+    let r = http(&server.addr, "POST", "/api/blocks", Some(&f.tutor_token()), Some(json!({"userId": f.student})), &[])
+        .await;
     assert_eq!(r.status, 201);
     assert_eq!(send(&mut s, &f.chat, "a", "hello?").await["error"]["code"], "blocked");
     t.no_event("message_received", SHORT).await;
     assert_eq!(send(&mut t, &f.chat, "b", "the blocker may still write").await["ok"], true);
-    let r = http(&server.addr, "DELETE", &format!("/api/blocks/{}", f.student), Some(&f.tutor_token()), None, &[]).await;
+    let r =
+        http(&server.addr, "DELETE", &format!("/api/blocks/{}", f.student), Some(&f.tutor_token()), None, &[]).await;
     assert_eq!(r.status, 204);
     assert_eq!(send(&mut s, &f.chat, "c", "hello again").await["ok"], true);
 }

@@ -45,7 +45,9 @@ async fn bad_tokens_get_connect_error_codes_and_the_connection_closes() {
     }
     // After CONNECT_ERROR the server closes the transport.
     let (mut ws, _) = open_transport(&server.addr, &[]).await.unwrap();
-    ws.write_frame(fastwebsockets::Frame::text(fastwebsockets::Payload::Owned(br#"40{"token":"x"}"#.to_vec()))).await.unwrap();
+    ws.write_frame(fastwebsockets::Frame::text(fastwebsockets::Payload::Owned(br#"40{"token":"x"}"#.to_vec())))
+        .await
+        .unwrap();
     let mut closed = false;
     for _ in 0..5 {
         match tokio::time::timeout(Duration::from_secs(2), ws.read_frame()).await {
@@ -99,7 +101,8 @@ async fn the_server_pings_and_closes_a_socket_that_does_not_answer() {
     let mut alive = Client::connect(&server.addr, &token("u1", "user", 60)).await.unwrap();
     let mut dead = Client::connect(&server.addr, &token("u2", "user", 60)).await.unwrap();
     dead.answer_pings = false;
-    let (dead_closed, alive_closed) = tokio::join!(dead.closed_within(Duration::from_secs(3)), alive.closed_within(Duration::from_secs(2)));
+    let (dead_closed, alive_closed) =
+        tokio::join!(dead.closed_within(Duration::from_secs(3)), alive.closed_within(Duration::from_secs(2)));
     assert!(dead_closed, "a silent socket is closed after the ping timeout");
     assert!(!alive_closed, "a socket that answers stays open");
 }
@@ -108,7 +111,18 @@ async fn the_server_pings_and_closes_a_socket_that_does_not_answer() {
 async fn malformed_packets_never_take_the_server_down() {
     let server = Server::start(&[]);
     let mut good = Client::connect(&server.addr, &token("u1", "user", 60)).await.unwrap();
-    for junk in ["", "9", "4", "4x", "42[", "42{\"a\":1}", "4299999999999999999999[]", "42[\"join_chat\",{\"chatId\":5}]", "45-[]", "0{}"] {
+    for junk in [
+        "",
+        "9",
+        "4",
+        "4x",
+        "42[",
+        "42{\"a\":1}",
+        "4299999999999999999999[]",
+        "42[\"join_chat\",{\"chatId\":5}]",
+        "45-[]",
+        "0{}",
+    ] {
         let mut c = Client::connect(&server.addr, &token("u2", "user", 60)).await.unwrap();
         c.send_raw(junk).await;
         let _ = c.closed_within(Duration::from_millis(200)).await;

@@ -14,25 +14,9 @@ async fn calls_without_a_good_token_get_401_with_their_code() {
     assert!(r.body["error"]["message"].is_string());
     let r = http(a, "GET", "/api/chats", Some("junk"), None, &[]).await;
     assert_eq!((r.status, r.code()), (401, "invalid_token"));
-    let r = http(
-        a,
-        "GET",
-        "/api/chats",
-        Some(&token("u", "user", -60)),
-        None,
-        &[],
-    )
-    .await;
+    let r = http(a, "GET", "/api/chats", Some(&token("u", "user", -60)), None, &[]).await;
     assert_eq!((r.status, r.code()), (401, "token_expired"));
-    let r = http(
-        a,
-        "GET",
-        "/api/nope",
-        Some(&token("u", "user", 60)),
-        None,
-        &[],
-    )
-    .await;
+    let r = http(a, "GET", "/api/nope", Some(&token("u", "user", 60)), None, &[]).await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
 }
 
@@ -40,57 +24,21 @@ async fn calls_without_a_good_token_get_401_with_their_code() {
 async fn the_admin_api_answers_the_stored_objects_and_needs_an_admin() {
     let server = Server::start(&[]);
     let a = &server.addr;
-    let r = http(
-        a,
-        "PUT",
-        "/api/admin/users/t1",
-        Some(&admin()),
-        Some(json!({"name": "Tia", "role": "tutor"})),
-        &[],
-    )
-    .await;
+    let r =
+        http(a, "PUT", "/api/admin/users/t1", Some(&admin()), Some(json!({"name": "Tia", "role": "tutor"})), &[]).await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.body["user"],
-        json!({"id": "t1", "name": "Tia", "role": "tutor"})
-    );
-    let r = http(
-        a,
-        "PUT",
-        "/api/admin/courses/c1",
-        Some(&admin()),
-        Some(json!({"title": "Go", "tutorIds": ["t1"]})),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        r.body["course"],
-        json!({"id": "c1", "title": "Go", "tutorIds": ["t1"]})
-    );
-    let r = http(
-        a,
-        "PUT",
-        "/api/admin/enrollments",
-        Some(&admin()),
-        Some(json!({"userId": "s1", "courseId": "c1"})),
-        &[],
-    )
-    .await;
+    assert_eq!(r.body["user"], json!({"id": "t1", "name": "Tia", "role": "tutor"}));
+    let r =
+        http(a, "PUT", "/api/admin/courses/c1", Some(&admin()), Some(json!({"title": "Go", "tutorIds": ["t1"]})), &[])
+            .await;
+    assert_eq!(r.body["course"], json!({"id": "c1", "title": "Go", "tutorIds": ["t1"]}));
+    let r =
+        http(a, "PUT", "/api/admin/enrollments", Some(&admin()), Some(json!({"userId": "s1", "courseId": "c1"})), &[])
+            .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["enrollment"]["userId"], "s1");
-    assert!(r.body["enrollment"]["purchasedAt"]
-        .as_str()
-        .unwrap()
-        .ends_with('Z'));
-    let r = http(
-        a,
-        "DELETE",
-        "/api/admin/enrollments/s1/c1",
-        Some(&admin()),
-        None,
-        &[],
-    )
-    .await;
+    assert!(r.body["enrollment"]["purchasedAt"].as_str().unwrap().ends_with('Z'));
+    let r = http(a, "DELETE", "/api/admin/enrollments/s1/c1", Some(&admin()), None, &[]).await;
     assert_eq!(r.status, 204);
     let r = http(
         a,
@@ -102,25 +50,12 @@ async fn the_admin_api_answers_the_stored_objects_and_needs_an_admin() {
     )
     .await;
     assert_eq!((r.status, r.code()), (403, "forbidden"));
-    let r = http(
-        a,
-        "PUT",
-        "/api/admin/users/bad%20id",
-        Some(&admin()),
-        Some(json!({"name": "X", "role": "tutor"})),
-        &[],
-    )
-    .await;
+    let r =
+        http(a, "PUT", "/api/admin/users/bad%20id", Some(&admin()), Some(json!({"name": "X", "role": "tutor"})), &[])
+            .await;
     assert_eq!((r.status, r.code()), (400, "invalid_payload"));
-    let r = http(
-        a,
-        "PUT",
-        "/api/admin/users/t3",
-        Some(&admin()),
-        Some(json!({"name": "X", "role": "root"})),
-        &[],
-    )
-    .await;
+    let r =
+        http(a, "PUT", "/api/admin/users/t3", Some(&admin()), Some(json!({"name": "X", "role": "root"})), &[]).await;
     assert_eq!((r.status, r.code()), (400, "invalid_payload"));
 }
 
@@ -150,10 +85,7 @@ async fn creating_a_chat_checks_enrollment_and_tutorship_and_is_unique() {
         &[],
     )
     .await;
-    assert_eq!(
-        (r.status, r.body["chat"]["id"].as_str()),
-        (200, Some(f.chat.as_str()))
-    );
+    assert_eq!((r.status, r.body["chat"]["id"].as_str()), (200, Some(f.chat.as_str())));
     let chat = &r.body["chat"];
     assert_eq!(chat["course"], json!({"id": f.course, "title": "Course"}));
     assert_eq!(chat["participants"].as_array().unwrap().len(), 2);
@@ -184,15 +116,7 @@ async fn creating_a_chat_checks_enrollment_and_tutorship_and_is_unique() {
     )
     .await;
     assert_eq!((r.status, r.code()), (403, "not_tutor"));
-    let r = http(
-        a,
-        "POST",
-        "/api/chats",
-        Some(&f.student_token()),
-        Some(json!({"participantId": 5})),
-        &[],
-    )
-    .await;
+    let r = http(a, "POST", "/api/chats", Some(&f.student_token()), Some(json!({"participantId": 5})), &[]).await;
     assert_eq!((r.status, r.code()), (400, "invalid_payload"));
 }
 
@@ -200,9 +124,7 @@ async fn creating_a_chat_checks_enrollment_and_tutorship_and_is_unique() {
 async fn history_pages_backwards_by_seq() {
     let server = Server::start(&[("CHAT_MESSAGE_BURST", "100")]);
     let f = fixture(&server).await;
-    let mut s = Client::connect(&server.addr, &f.student_token())
-        .await
-        .unwrap();
+    let mut s = Client::connect(&server.addr, &f.student_token()).await.unwrap();
     for i in 1..=12 {
         send(&mut s, &f.chat, &format!("m{i}"), &format!("n{i}")).await;
     }
@@ -213,12 +135,7 @@ async fn history_pages_backwards_by_seq() {
         async move { http(&addr, "GET", &path, Some(&token), None, &[]).await }
     };
     let seqs = |r: &HttpResponse| {
-        r.body["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_u64().unwrap())
-            .collect::<Vec<_>>()
+        r.body["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>()
     };
     let r = page("").await;
     assert_eq!(seqs(&r), (1..=12).collect::<Vec<_>>());
@@ -238,15 +155,9 @@ async fn history_pages_backwards_by_seq() {
     }
     assert_eq!(seqs(&page("?limit=100").await).len(), 12);
     let other = fixture(&server).await;
-    let r = http(
-        &server.addr,
-        "GET",
-        &format!("/api/chats/{}/messages", other.chat),
-        Some(&f.student_token()),
-        None,
-        &[],
-    )
-    .await;
+    let r =
+        http(&server.addr, "GET", &format!("/api/chats/{}/messages", other.chat), Some(&f.student_token()), None, &[])
+            .await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
 }
 
@@ -304,32 +215,18 @@ async fn the_chat_list_has_unread_counts_and_most_recent_first() {
     assert_eq!(list.body["chats"][1]["unread"], 1);
     assert_eq!(read(Some(0)).await.status, 204);
     let list = http(a, "GET", "/api/chats", Some(&f.tutor_token()), None, &[]).await;
-    assert_eq!(
-        list.body["chats"][1]["readSeq"], 1,
-        "the cursor never moves back"
-    );
+    assert_eq!(list.body["chats"][1]["readSeq"], 1, "the cursor never moves back");
     assert_eq!(read(None).await.status, 204);
     let list = http(a, "GET", "/api/chats", Some(&f.tutor_token()), None, &[]).await;
     assert_eq!(
-        (
-            list.body["chats"][1]["readSeq"].as_u64(),
-            list.body["chats"][1]["unread"].as_u64()
-        ),
+        (list.body["chats"][1]["readSeq"].as_u64(), list.body["chats"][1]["unread"].as_u64()),
         (Some(2), Some(0))
     );
     assert_eq!(read(Some(50)).await.status, 204);
     let list = http(a, "GET", "/api/chats", Some(&f.tutor_token()), None, &[]).await;
     assert_eq!(list.body["chats"][1]["readSeq"], 2);
     let other = fixture(&server).await;
-    let r = http(
-        a,
-        "PUT",
-        &format!("/api/chats/{}/read", other.chat),
-        Some(&f.tutor_token()),
-        None,
-        &[],
-    )
-    .await;
+    let r = http(a, "PUT", &format!("/api/chats/{}/read", other.chat), Some(&f.tutor_token()), None, &[]).await;
     assert_eq!(r.status, 404);
 }
 
@@ -338,49 +235,22 @@ async fn students_see_their_tutors_and_tutors_their_students() {
     let server = Server::start(&[]);
     let f = fixture(&server).await;
     let a = &server.addr;
-    let r = http(
-        a,
-        "GET",
-        "/api/users/available-tutors",
-        Some(&f.student_token()),
-        None,
-        &[],
-    )
-    .await;
+    let r = http(a, "GET", "/api/users/available-tutors", Some(&f.student_token()), None, &[]).await;
     assert_eq!(r.status, 200);
     let tutors = r.body["tutors"].as_array().unwrap();
     assert_eq!(tutors.len(), 1);
     assert_eq!(tutors[0]["id"], f.tutor.as_str());
     assert_eq!(tutors[0]["name"], "Tess Tutor");
     assert_eq!(tutors[0]["online"], false);
-    assert_eq!(
-        tutors[0]["courses"],
-        json!([{"id": f.course, "title": "Course"}])
-    );
+    assert_eq!(tutors[0]["courses"], json!([{"id": f.course, "title": "Course"}]));
     let _online = Client::connect(a, &f.student_token()).await.unwrap();
-    let r = http(
-        a,
-        "GET",
-        "/api/tutors/students",
-        Some(&f.tutor_token()),
-        None,
-        &[],
-    )
-    .await;
+    let r = http(a, "GET", "/api/tutors/students", Some(&f.tutor_token()), None, &[]).await;
     let students = r.body["students"].as_array().unwrap();
     assert_eq!(students.len(), 1);
     assert_eq!(students[0]["id"], f.student.as_str());
     assert_eq!(students[0]["online"], true);
     let nobody = token(&unique("s"), "user", 60);
-    let r = http(
-        a,
-        "GET",
-        "/api/users/available-tutors",
-        Some(&nobody),
-        None,
-        &[],
-    )
-    .await;
+    let r = http(a, "GET", "/api/users/available-tutors", Some(&nobody), None, &[]).await;
     assert_eq!(r.body["tutors"], json!([]));
 }
 
@@ -389,54 +259,17 @@ async fn blocks_are_listed_created_once_and_removed() {
     let server = Server::start(&[]);
     let a = &server.addr;
     let me = token("blocker", "user", 60);
-    let r = http(
-        a,
-        "POST",
-        "/api/blocks",
-        Some(&me),
-        Some(json!({"userId": "pest"})),
-        &[],
-    )
-    .await;
+    let r = http(a, "POST", "/api/blocks", Some(&me), Some(json!({"userId": "pest"})), &[]).await;
     assert_eq!(r.status, 201);
     assert_eq!(r.body["block"]["userId"], "pest");
     let created = r.body["block"]["createdAt"].clone();
-    let r = http(
-        a,
-        "POST",
-        "/api/blocks",
-        Some(&me),
-        Some(json!({"userId": "pest"})),
-        &[],
-    )
-    .await;
+    let r = http(a, "POST", "/api/blocks", Some(&me), Some(json!({"userId": "pest"})), &[]).await;
     assert_eq!((r.status, &r.body["block"]["createdAt"]), (200, &created));
     let r = http(a, "GET", "/api/blocks", Some(&me), None, &[]).await;
-    assert_eq!(
-        r.body["blocks"],
-        json!([{"userId": "pest", "createdAt": created}])
-    );
-    assert_eq!(
-        http(a, "DELETE", "/api/blocks/pest", Some(&me), None, &[])
-            .await
-            .status,
-        204
-    );
-    assert_eq!(
-        http(a, "GET", "/api/blocks", Some(&me), None, &[])
-            .await
-            .body["blocks"],
-        json!([])
-    );
-    let r = http(
-        a,
-        "POST",
-        "/api/blocks",
-        Some(&me),
-        Some(json!({"userId": "blocker"})),
-        &[],
-    )
-    .await;
+    assert_eq!(r.body["blocks"], json!([{"userId": "pest", "createdAt": created}]));
+    assert_eq!(http(a, "DELETE", "/api/blocks/pest", Some(&me), None, &[]).await.status, 204);
+    assert_eq!(http(a, "GET", "/api/blocks", Some(&me), None, &[]).await.body["blocks"], json!([]));
+    let r = http(a, "POST", "/api/blocks", Some(&me), Some(json!({"userId": "blocker"})), &[]).await;
     assert_eq!((r.status, r.code()), (400, "invalid_payload"));
 }
 
@@ -444,18 +277,11 @@ async fn blocks_are_listed_created_once_and_removed() {
 async fn health_readiness_and_metrics_answer() {
     let server = Server::start(&[]);
     let a = &server.addr;
-    assert_eq!(
-        http(a, "GET", "/healthz", None, None, &[]).await.status,
-        200
-    );
+    assert_eq!(http(a, "GET", "/healthz", None, None, &[]).await.status, 200);
     let r = http(a, "GET", "/readyz", None, None, &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(
-        (
-            r.body["status"].as_str(),
-            r.body["engine"].as_str(),
-            r.body["store"].as_str()
-        ),
+        (r.body["status"].as_str(), r.body["engine"].as_str(), r.body["store"].as_str()),
         (Some("ok"), Some("ok"), Some("ok"))
     );
     let f = fixture(&server).await;

@@ -2,19 +2,12 @@
 
 /// `sub` and every user id: 1..64 chars of `[A-Za-z0-9_-]`. Course ids follow the same rule.
 pub fn is_valid_user_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Chat and message ids: 24 lowercase hex chars (MongoDB `_id` form).
 pub fn is_object_id(id: &str) -> bool {
-    id.len() == 24
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 24 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A fresh ObjectId in its hex form.

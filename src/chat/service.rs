@@ -30,11 +30,7 @@ pub struct ChatLimits {
 
 impl Default for ChatLimits {
     fn default() -> Self {
-        ChatLimits {
-            max_content_chars: 4000,
-            max_missed: 500,
-            max_page: 100,
-        }
+        ChatLimits { max_content_chars: 4000, max_missed: 500, max_page: 100 }
     }
 }
 
@@ -95,11 +91,7 @@ struct UserOffline<'a> {
 
 impl ChatService {
     pub fn new(store: Arc<dyn Store>, engine: Engine, limits: ChatLimits) -> Self {
-        ChatService {
-            store,
-            engine,
-            limits,
-        }
+        ChatService { store, engine, limits }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -119,11 +111,7 @@ impl ChatService {
             .clone()
             .or_else(|| existing.as_ref().map(|u| u.name.clone()))
             .unwrap_or_else(|| caller.user_id.clone());
-        let wanted = User {
-            id: caller.user_id.clone(),
-            name,
-            role: caller.role,
-        };
+        let wanted = User { id: caller.user_id.clone(), name, role: caller.role };
         if existing.as_ref() != Some(&wanted) {
             self.store.put_user(&wanted).await?;
         }
@@ -139,23 +127,15 @@ impl ChatService {
         course_id: &str,
     ) -> ChatResult<(ChatView, bool)> {
         if !is_valid_user_id(participant_id) || !is_valid_user_id(course_id) {
-            return Err(ChatError::InvalidPayload(
-                "participantId and courseId must be valid ids".into(),
-            ));
+            return Err(ChatError::InvalidPayload("participantId and courseId must be valid ids".into()));
         }
         if participant_id == caller.user_id {
-            return Err(ChatError::InvalidPayload(
-                "a chat needs another participant".into(),
-            ));
+            return Err(ChatError::InvalidPayload("a chat needs another participant".into()));
         }
         let (student, tutor) = match caller.role {
             Role::User => (caller.user_id.as_str(), participant_id),
             Role::Tutor => (participant_id, caller.user_id.as_str()),
-            Role::Admin => {
-                return Err(ChatError::Forbidden(
-                    "admins do not take part in chats".into(),
-                ))
-            }
+            Role::Admin => return Err(ChatError::Forbidden("admins do not take part in chats".into())),
         };
         self.check_access(student, tutor, course_id).await?;
         let now = Timestamp::now();
@@ -170,9 +150,7 @@ impl ChatService {
             last_seq: 0,
         };
         let creation = self.store.create_chat(&chat).await?;
-        let view = self
-            .view(&caller.user_id, creation.chat, &mut HashMap::new())
-            .await?;
+        let view = self.view(&caller.user_id, creation.chat, &mut HashMap::new()).await?;
         Ok((view, creation.created))
     }
 
@@ -184,11 +162,7 @@ impl ChatService {
         for chat in chats {
             views.push(self.view(&caller.user_id, chat, &mut courses).await?);
         }
-        views.sort_by(|a, b| {
-            b.updated_at
-                .cmp(&a.updated_at)
-                .then_with(|| b.id.cmp(&a.id))
-        });
+        views.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| b.id.cmp(&a.id)));
         Ok(views)
     }
 
@@ -201,63 +175,34 @@ impl ChatService {
         limit: usize,
     ) -> ChatResult<MessagePage> {
         if limit == 0 || limit > self.limits.max_page {
-            return Err(ChatError::InvalidPayload(format!(
-                "limit must be 1..{}",
-                self.limits.max_page
-            )));
+            return Err(ChatError::InvalidPayload(format!("limit must be 1..{}", self.limits.max_page)));
         }
         let chat = self.participant_chat(caller, chat_id).await?;
         let pending = self.engine.log.pending(&chat.id).await?;
-        let stored = self
-            .store
-            .messages_before(&chat.id, before, limit + 1)
-            .await?;
+        let stored = self.store.messages_before(&chat.id, before, limit + 1).await?;
         let bound = before.unwrap_or(u64::MAX);
         let mut all = merge(stored, pending.into_iter().filter(|m| m.seq < bound));
         let has_more = all.len() > limit;
         if has_more {
             all.drain(..all.len() - limit);
         }
-        Ok(MessagePage {
-            messages: all,
-            has_more,
-        })
+        Ok(MessagePage { messages: all, has_more })
     }
 
     /// `join_chat`: the checks of a send, then the chat and what the caller missed after
     /// `last_seq`. The session puts the socket into the room.
-    pub async fn join(
-        &self,
-        caller: &Caller,
-        chat_id: &str,
-        last_seq: Option<u64>,
-    ) -> ChatResult<Joined> {
+    pub async fn join(&self, caller: &Caller, chat_id: &str, last_seq: Option<u64>) -> ChatResult<Joined> {
         let chat = self.participant_chat(caller, chat_id).await?;
-        self.check_access(&chat.student_id, &chat.tutor_id, &chat.course_id)
-            .await?;
+        self.check_access(&chat.student_id, &chat.tutor_id, &chat.course_id).await?;
         let (missed, has_more) = match last_seq {
             None => (Vec::new(), false),
-            Some(after) => {
-                self.messages_after(&chat.id, after, self.limits.max_missed)
-                    .await?
-            }
+            Some(after) => self.messages_after(&chat.id, after, self.limits.max_missed).await?,
         };
-        let view = self
-            .view(&caller.user_id, chat, &mut HashMap::new())
-            .await?;
-        Ok(Joined {
-            chat: view,
-            missed,
-            has_more,
-        })
+        let view = self.view(&caller.user_id, chat, &mut HashMap::new()).await?;
+        Ok(Joined { chat: view, missed, has_more })
     }
 
-    async fn messages_after(
-        &self,
-        chat_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> ChatResult<(Vec<Message>, bool)> {
+    async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> ChatResult<(Vec<Message>, bool)> {
         let pending = self.engine.log.pending(chat_id).await?;
         let stored = self.store.messages_after(chat_id, after, limit + 1).await?;
         let mut all = merge(stored, pending.into_iter().filter(|m| m.seq > after));
@@ -267,34 +212,22 @@ impl ChatService {
     }
 
     /// `send_message`: every check, then the one append call. Returns once durable.
-    pub async fn send(
-        &self,
-        caller: &Caller,
-        draft: Draft,
-        origin: Option<SocketId>,
-    ) -> ChatResult<Message> {
+    pub async fn send(&self, caller: &Caller, draft: Draft, origin: Option<SocketId>) -> ChatResult<Message> {
         check_client_msg_id(&draft.client_msg_id)?;
         if draft.kind != MessageType::Text || draft.attachment_id.is_some() {
-            return Err(ChatError::InvalidPayload(
-                "attachments are not enabled on this server".into(),
-            ));
+            return Err(ChatError::InvalidPayload("attachments are not enabled on this server".into()));
         }
         check_content(&draft.content, self.limits.max_content_chars, false)?;
         if let Err(retry) = self.engine.message_limiter.check(&caller.user_id).await? {
             return Err(ChatError::RateLimited(retry));
         }
         let chat = self.participant_chat(caller, &draft.chat_id).await?;
-        self.check_access(&chat.student_id, &chat.tutor_id, &chat.course_id)
-            .await?;
+        self.check_access(&chat.student_id, &chat.tutor_id, &chat.course_id).await?;
         let other = chat.other(&caller.user_id);
         if self.store.is_blocked(other, &caller.user_id).await? {
             return Err(ChatError::Blocked);
         }
-        let sender_type = if caller.user_id == chat.tutor_id {
-            SenderType::Tutor
-        } else {
-            SenderType::User
-        };
+        let sender_type = if caller.user_id == chat.tutor_id { SenderType::Tutor } else { SenderType::User };
         let appended = self
             .engine
             .log
@@ -315,82 +248,37 @@ impl ChatService {
 
     /// `mark_read` and `PUT /read`: moves the caller's cursor forward (never back, never past the
     /// latest message) and tells every socket of both participants.
-    pub async fn mark_read(
-        &self,
-        caller: &Caller,
-        chat_id: &str,
-        seq: Option<u64>,
-    ) -> ChatResult<()> {
+    pub async fn mark_read(&self, caller: &Caller, chat_id: &str, seq: Option<u64>) -> ChatResult<()> {
         let chat = self.participant_chat(caller, chat_id).await?;
         let pending = self.engine.log.pending(&chat.id).await?;
         let last_seq = pending.last().map_or(0, |m| m.seq).max(chat.last_seq);
-        let current = self
-            .effective_read_seq(&chat.id, &caller.user_id, &pending)
-            .await?;
+        let current = self.effective_read_seq(&chat.id, &caller.user_id, &pending).await?;
         let target = seq.unwrap_or(last_seq).min(last_seq);
         if target <= current {
             return Ok(());
         }
-        let now = self
-            .store
-            .advance_read_cursor(&chat.id, &caller.user_id, target)
-            .await?;
-        let event = MessageRead {
-            chat_id: &chat.id,
-            user_id: &caller.user_id,
-            seq: now,
-            read_at: Timestamp::now(),
-        };
-        self.publish(
-            Target::Users(participants(&chat)),
-            None,
-            event_frame("message_read", &event),
-        )
-        .await
+        let now = self.store.advance_read_cursor(&chat.id, &caller.user_id, target).await?;
+        let event = MessageRead { chat_id: &chat.id, user_id: &caller.user_id, seq: now, read_at: Timestamp::now() };
+        self.publish(Target::Users(participants(&chat)), None, event_frame("message_read", &event)).await
     }
 
     /// `typing_start` / `typing_stop`: announced to the chat's room on a change of state.
-    pub async fn typing(
-        &self,
-        caller: &Caller,
-        chat_id: &str,
-        typing: bool,
-        origin: SocketId,
-    ) -> ChatResult<()> {
+    pub async fn typing(&self, caller: &Caller, chat_id: &str, typing: bool, origin: SocketId) -> ChatResult<()> {
         let chat = self.participant_chat(caller, chat_id).await?;
         let changed = if typing {
-            self.engine
-                .typing
-                .start(&chat.id, &caller.user_id, origin)
-                .await?
+            self.engine.typing.start(&chat.id, &caller.user_id, origin).await?
         } else {
             self.engine.typing.stop(&chat.id, &caller.user_id).await?
         };
         if changed {
-            self.announce_typing(&chat.id, &caller.user_id, typing, origin)
-                .await?;
+            self.announce_typing(&chat.id, &caller.user_id, typing, origin).await?;
         }
         Ok(())
     }
 
-    async fn announce_typing(
-        &self,
-        chat_id: &str,
-        user: &str,
-        is_typing: bool,
-        origin: SocketId,
-    ) -> ChatResult<()> {
-        let event = TypingIndicator {
-            chat_id,
-            user_id: user,
-            is_typing,
-        };
-        self.publish(
-            Target::Room(chat_id.to_owned()),
-            Some(origin),
-            event_frame("typing_indicator", &event),
-        )
-        .await
+    async fn announce_typing(&self, chat_id: &str, user: &str, is_typing: bool, origin: SocketId) -> ChatResult<()> {
+        let event = TypingIndicator { chat_id, user_id: user, is_typing };
+        self.publish(Target::Room(chat_id.to_owned()), Some(origin), event_frame("typing_indicator", &event)).await
     }
 
     /// A socket of the caller opened: announce `user_online` when they just came online.
@@ -398,12 +286,7 @@ impl ChatService {
         if self.engine.presence.connected(&caller.user_id).await? {
             let partners = self.partners(&caller.user_id).await?;
             if !partners.is_empty() {
-                let frame = event_frame(
-                    "user_online",
-                    &UserOnline {
-                        user_id: &caller.user_id,
-                    },
-                );
+                let frame = event_frame("user_online", &UserOnline { user_id: &caller.user_id });
                 self.publish(Target::Users(partners), None, frame).await?;
             }
         }
@@ -420,22 +303,14 @@ impl ChatService {
             Notice::Offline { user, last_seen } => {
                 let partners = self.partners(&user).await?;
                 if !partners.is_empty() {
-                    let frame = event_frame(
-                        "user_offline",
-                        &UserOffline {
-                            user_id: &user,
-                            last_seen,
-                        },
-                    );
+                    let frame = event_frame("user_offline", &UserOffline { user_id: &user, last_seen });
                     self.publish(Target::Users(partners), None, frame).await?;
                 }
                 Ok(())
             }
-            Notice::TypingExpired {
-                chat_id,
-                user,
-                origin,
-            } => self.announce_typing(&chat_id, &user, false, origin).await,
+            Notice::TypingExpired { chat_id, user, origin } => {
+                self.announce_typing(&chat_id, &user, false, origin).await
+            }
         }
     }
 
@@ -447,10 +322,7 @@ impl ChatService {
         for enrollment in self.store.enrollments_by_user(&caller.user_id).await? {
             if let Some(course) = self.store.course(&enrollment.course_id).await? {
                 for tutor in &course.tutor_ids {
-                    by_tutor
-                        .entry(tutor.clone())
-                        .or_default()
-                        .push(course_ref(&course));
+                    by_tutor.entry(tutor.clone()).or_default().push(course_ref(&course));
                 }
             }
         }
@@ -462,10 +334,7 @@ impl ChatService {
         let mut by_student: BTreeMap<String, Vec<CourseRef>> = BTreeMap::new();
         for course in self.store.courses_by_tutor(&caller.user_id).await? {
             for enrollment in self.store.enrollments_by_course(&course.id).await? {
-                by_student
-                    .entry(enrollment.user_id)
-                    .or_default()
-                    .push(course_ref(&course));
+                by_student.entry(enrollment.user_id).or_default().push(course_ref(&course));
             }
         }
         self.contacts(by_student).await
@@ -476,17 +345,8 @@ impl ChatService {
         let online = self.engine.presence.online(&ids).await?;
         let mut out = Vec::with_capacity(ids.len());
         for ((id, courses), online) in people.into_iter().zip(online) {
-            let name = self
-                .store
-                .user(&id)
-                .await?
-                .map_or_else(|| id.clone(), |u| u.name);
-            out.push(Contact {
-                id,
-                name,
-                online,
-                courses,
-            });
+            let name = self.store.user(&id).await?.map_or_else(|| id.clone(), |u| u.name);
+            out.push(Contact { id, name, online, courses });
         }
         Ok(out)
     }
@@ -495,19 +355,12 @@ impl ChatService {
 
     pub async fn block(&self, caller: &Caller, user_id: &str) -> ChatResult<(Block, bool)> {
         if !is_valid_user_id(user_id) {
-            return Err(ChatError::InvalidPayload(
-                "userId must be a valid user id".into(),
-            ));
+            return Err(ChatError::InvalidPayload("userId must be a valid user id".into()));
         }
         if user_id == caller.user_id {
-            return Err(ChatError::InvalidPayload(
-                "you cannot block yourself".into(),
-            ));
+            return Err(ChatError::InvalidPayload("you cannot block yourself".into()));
         }
-        Ok(self
-            .store
-            .put_block(&caller.user_id, user_id, Timestamp::now())
-            .await?)
+        Ok(self.store.put_block(&caller.user_id, user_id, Timestamp::now()).await?)
     }
 
     pub async fn unblock(&self, caller: &Caller, user_id: &str) -> ChatResult<()> {
@@ -523,9 +376,7 @@ impl ChatService {
 
     fn require_admin(caller: &Caller) -> ChatResult<()> {
         if caller.role != Role::Admin {
-            return Err(ChatError::Forbidden(
-                "the admin API needs an admin token".into(),
-            ));
+            return Err(ChatError::Forbidden("the admin API needs an admin token".into()));
         }
         Ok(())
     }
@@ -547,9 +398,7 @@ impl ChatService {
         }
         check_name(&course.title)?;
         if let Some(bad) = course.tutor_ids.iter().find(|t| !is_valid_user_id(t)) {
-            return Err(ChatError::InvalidPayload(format!(
-                "invalid tutor id {bad:?}"
-            )));
+            return Err(ChatError::InvalidPayload(format!("invalid tutor id {bad:?}")));
         }
         self.store.put_course(&course).await?;
         // Courses are read through the same lookups as enrollments; a tutor change takes effect
@@ -565,35 +414,19 @@ impl ChatService {
     ) -> ChatResult<Enrollment> {
         Self::require_admin(caller)?;
         if !is_valid_user_id(user_id) || !is_valid_user_id(course_id) {
-            return Err(ChatError::InvalidPayload(
-                "userId and courseId must be valid ids".into(),
-            ));
+            return Err(ChatError::InvalidPayload("userId and courseId must be valid ids".into()));
         }
-        let enrollment = Enrollment {
-            user_id: user_id.to_owned(),
-            course_id: course_id.to_owned(),
-            purchased_at: Timestamp::now(),
-        };
+        let enrollment =
+            Enrollment { user_id: user_id.to_owned(), course_id: course_id.to_owned(), purchased_at: Timestamp::now() };
         let stored = self.store.put_enrollment(&enrollment).await?;
-        self.engine
-            .enrollments
-            .invalidate(user_id, course_id)
-            .await?;
+        self.engine.enrollments.invalidate(user_id, course_id).await?;
         Ok(stored)
     }
 
-    pub async fn admin_delete_enrollment(
-        &self,
-        caller: &Caller,
-        user_id: &str,
-        course_id: &str,
-    ) -> ChatResult<()> {
+    pub async fn admin_delete_enrollment(&self, caller: &Caller, user_id: &str, course_id: &str) -> ChatResult<()> {
         Self::require_admin(caller)?;
         self.store.delete_enrollment(user_id, course_id).await?;
-        self.engine
-            .enrollments
-            .invalidate(user_id, course_id)
-            .await?;
+        self.engine.enrollments.invalidate(user_id, course_id).await?;
         Ok(())
     }
 
@@ -614,65 +447,36 @@ impl ChatService {
     /// The student holds an enrollment in the course and the tutor is one of its tutors.
     async fn check_access(&self, student: &str, tutor: &str, course_id: &str) -> ChatResult<()> {
         let course = self.store.course(course_id).await?;
-        if !self
-            .engine
-            .enrollments
-            .is_enrolled(student, course_id)
-            .await?
-        {
+        if !self.engine.enrollments.is_enrolled(student, course_id).await? {
             let title = course.map_or_else(|| course_id.to_owned(), |c| c.title);
-            return Err(ChatError::NotEnrolled {
-                course_id: course_id.to_owned(),
-                title,
-            });
+            return Err(ChatError::NotEnrolled { course_id: course_id.to_owned(), title });
         }
         match course {
             Some(c) if c.tutor_ids.iter().any(|t| t == tutor) => Ok(()),
-            _ => Err(ChatError::NotTutor(format!(
-                "{tutor} is not a tutor of the course {course_id}"
-            ))),
+            _ => Err(ChatError::NotTutor(format!("{tutor} is not a tutor of the course {course_id}"))),
         }
     }
 
     /// The caller's read cursor, counting their own queued messages (sending moves it).
-    async fn effective_read_seq(
-        &self,
-        chat_id: &str,
-        user: &str,
-        pending: &[Message],
-    ) -> ChatResult<u64> {
+    async fn effective_read_seq(&self, chat_id: &str, user: &str, pending: &[Message]) -> ChatResult<u64> {
         let stored = self.store.read_cursor(chat_id, user).await?;
-        let own = pending
-            .iter()
-            .filter(|m| m.sender_id == user)
-            .map(|m| m.seq)
-            .max()
-            .unwrap_or(0);
+        let own = pending.iter().filter(|m| m.sender_id == user).map(|m| m.seq).max().unwrap_or(0);
         Ok(stored.max(own))
     }
 
-    async fn view(
-        &self,
-        viewer: &str,
-        chat: Chat,
-        courses: &mut HashMap<String, CourseRef>,
-    ) -> ChatResult<ChatView> {
+    async fn view(&self, viewer: &str, chat: Chat, courses: &mut HashMap<String, CourseRef>) -> ChatResult<ChatView> {
         let pending = self.engine.log.pending(&chat.id).await?;
         let read_seq = self.effective_read_seq(&chat.id, viewer, &pending).await?;
-        let (last_seq, updated_at, last_message) =
-            match pending.into_iter().last().filter(|m| m.seq > chat.last_seq) {
-                Some(m) => (m.seq, m.created_at, Some(m)),
-                None => (chat.last_seq, chat.updated_at, chat.last_message.clone()),
-            };
+        let (last_seq, updated_at, last_message) = match pending.into_iter().last().filter(|m| m.seq > chat.last_seq) {
+            Some(m) => (m.seq, m.created_at, Some(m)),
+            None => (chat.last_seq, chat.updated_at, chat.last_message.clone()),
+        };
         let course = match courses.get(&chat.course_id) {
             Some(c) => c.clone(),
             None => {
                 let c = match self.store.course(&chat.course_id).await? {
                     Some(c) => course_ref(&c),
-                    None => CourseRef {
-                        id: chat.course_id.clone(),
-                        title: chat.course_id.clone(),
-                    },
+                    None => CourseRef { id: chat.course_id.clone(), title: chat.course_id.clone() },
                 };
                 courses.insert(chat.course_id.clone(), c.clone());
                 c
@@ -682,22 +486,9 @@ impl ChatService {
         let online = self.engine.presence.online(&ids).await?;
         let mut people = Vec::with_capacity(2);
         for (id, online) in ids.into_iter().zip(online) {
-            let role = if id == chat.tutor_id {
-                Role::Tutor
-            } else {
-                Role::User
-            };
-            let name = self
-                .store
-                .user(&id)
-                .await?
-                .map_or_else(|| id.clone(), |u| u.name);
-            people.push(Participant {
-                id,
-                name,
-                role,
-                online,
-            });
+            let role = if id == chat.tutor_id { Role::Tutor } else { Role::User };
+            let name = self.store.user(&id).await?.map_or_else(|| id.clone(), |u| u.name);
+            people.push(Participant { id, name, role, online });
         }
         Ok(ChatView {
             id: chat.id,
@@ -714,33 +505,15 @@ impl ChatService {
 
     /// The users who share a chat with `user`: they see `user_online` / `user_offline`.
     async fn partners(&self, user: &str) -> ChatResult<Vec<String>> {
-        let mut partners: Vec<String> = self
-            .store
-            .chats_by_user(user)
-            .await?
-            .iter()
-            .map(|c| c.other(user).to_owned())
-            .collect();
+        let mut partners: Vec<String> =
+            self.store.chats_by_user(user).await?.iter().map(|c| c.other(user).to_owned()).collect();
         partners.sort();
         partners.dedup();
         Ok(partners)
     }
 
-    async fn publish(
-        &self,
-        target: Target,
-        except: Option<SocketId>,
-        frame: bytes::Bytes,
-    ) -> ChatResult<()> {
-        Ok(self
-            .engine
-            .bus
-            .publish(Delivery {
-                target,
-                except,
-                frame,
-            })
-            .await?)
+    async fn publish(&self, target: Target, except: Option<SocketId>, frame: bytes::Bytes) -> ChatResult<()> {
+        Ok(self.engine.bus.publish(Delivery { target, except, frame }).await?)
     }
 }
 
@@ -749,18 +522,13 @@ fn participants(chat: &Chat) -> Vec<String> {
 }
 
 fn course_ref(course: &Course) -> CourseRef {
-    CourseRef {
-        id: course.id.clone(),
-        title: course.title.clone(),
-    }
+    CourseRef { id: course.id.clone(), title: course.title.clone() }
 }
 
 fn check_name(name: &str) -> ChatResult<()> {
     let len = name.trim().chars().count();
     if len == 0 || len > 200 || name.chars().any(char::is_control) {
-        return Err(ChatError::InvalidPayload(
-            "names and titles are 1..200 characters of text".into(),
-        ));
+        return Err(ChatError::InvalidPayload("names and titles are 1..200 characters of text".into()));
     }
     Ok(())
 }

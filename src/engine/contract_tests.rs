@@ -39,46 +39,26 @@ pub async fn message_log_suite(log: &dyn MessageLog, hub: &Hub) {
     let mut tutor_socket = listen(hub, 77, &tutor);
 
     // Seq starts at 1 and grows by one; the event reaches the other participant, once.
-    let first = log
-        .append(request(&chat, &student, "a", &[&student, &tutor]))
-        .await
-        .unwrap();
+    let first = log.append(request(&chat, &student, "a", &[&student, &tutor])).await.unwrap();
     assert!(!first.duplicate);
     assert_eq!(first.message.seq, 1);
-    let second = log
-        .append(request(&chat, &student, "b", &[&student, &tutor]))
-        .await
-        .unwrap();
+    let second = log.append(request(&chat, &student, "b", &[&student, &tutor])).await.unwrap();
     assert_eq!(second.message.seq, 2);
-    let frame = tokio::time::timeout(Duration::from_secs(2), tutor_socket.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(std::str::from_utf8(&frame)
-        .unwrap()
-        .contains(&first.message.id));
+    let frame = tokio::time::timeout(Duration::from_secs(2), tutor_socket.recv()).await.unwrap().unwrap();
+    assert!(std::str::from_utf8(&frame).unwrap().contains(&first.message.id));
 
     // A repeated clientMsgId returns the first message and appends nothing.
-    let again = log
-        .append(request(&chat, &student, "a", &[&student, &tutor]))
-        .await
-        .unwrap();
+    let again = log.append(request(&chat, &student, "a", &[&student, &tutor])).await.unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message, first.message);
     // clientMsgId is scoped to the sender.
-    let other_sender = log
-        .append(request(&chat, &tutor, "a", &[&student, &tutor]))
-        .await
-        .unwrap();
+    let other_sender = log.append(request(&chat, &tutor, "a", &[&student, &tutor])).await.unwrap();
     assert!(!other_sender.duplicate);
     assert_eq!(other_sender.message.seq, 3);
 
     // Pending shows every acked message until released.
     let pending = log.pending(&chat).await.unwrap();
-    assert_eq!(
-        pending.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
+    assert_eq!(pending.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
 
     // Concurrent sends into one chat get distinct, gapless seqs.
     let mut tasks = Vec::new();
@@ -86,26 +66,16 @@ pub async fn message_log_suite(log: &dyn MessageLog, hub: &Hub) {
         let req = request(&chat, &student, &format!("c{i}"), &[&student, &tutor]);
         tasks.push(log.append(req));
     }
-    let mut seqs: Vec<u64> = futures_util::future::join_all(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().message.seq)
-        .collect();
+    let mut seqs: Vec<u64> =
+        futures_util::future::join_all(tasks).await.into_iter().map(|r| r.unwrap().message.seq).collect();
     seqs.sort();
     assert_eq!(seqs, (4..=23).collect::<Vec<_>>());
     // And the events left in seq order.
     let mut seen = Vec::new();
-    while let Ok(Some(f)) =
-        tokio::time::timeout(Duration::from_millis(500), tutor_socket.recv()).await
-    {
+    while let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(500), tutor_socket.recv()).await {
         let text = String::from_utf8(f.to_vec()).unwrap();
         let at = text.find("\"seq\":").unwrap() + 6;
-        let seq: u64 = text[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit())
-            .collect::<String>()
-            .parse()
-            .unwrap();
+        let seq: u64 = text[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap();
         seen.push(seq);
     }
     assert_eq!(seen, (2..=23).collect::<Vec<_>>());
@@ -126,36 +96,14 @@ pub async fn message_log_suite(log: &dyn MessageLog, hub: &Hub) {
     assert!(log.pending(&chat).await.unwrap().is_empty());
     assert_eq!(log.backlog().await.unwrap(), 0);
     // Seqs continue after release; dedupe still holds within the window.
-    assert_eq!(
-        log.append(request(&chat, &student, "d", &[&student]))
-            .await
-            .unwrap()
-            .message
-            .seq,
-        24
-    );
-    assert!(
-        log.append(request(&chat, &student, "a", &[&student]))
-            .await
-            .unwrap()
-            .duplicate
-    );
+    assert_eq!(log.append(request(&chat, &student, "d", &[&student])).await.unwrap().message.seq, 24);
+    assert!(log.append(request(&chat, &student, "a", &[&student])).await.unwrap().duplicate);
 }
 
-pub async fn presence_suite(
-    presence: &dyn Presence,
-    notices: &mut mpsc::Receiver<Notice>,
-    grace: Duration,
-) {
+pub async fn presence_suite(presence: &dyn Presence, notices: &mut mpsc::Receiver<Notice>, grace: Duration) {
     let user = format!("p{}", new_object_id());
-    assert!(
-        presence.connected(&user).await.unwrap(),
-        "first socket brings the user online"
-    );
-    assert!(
-        !presence.connected(&user).await.unwrap(),
-        "a second device changes nothing"
-    );
+    assert!(presence.connected(&user).await.unwrap(), "first socket brings the user online");
+    assert!(!presence.connected(&user).await.unwrap(), "a second device changes nothing");
     presence.disconnected(&user).await.unwrap();
     presence.disconnected(&user).await.unwrap();
     assert_eq!(
@@ -166,50 +114,24 @@ pub async fn presence_suite(
     // Reconnecting within the grace period: no offline, no online.
     assert!(!presence.connected(&user).await.unwrap());
     presence.disconnected(&user).await.unwrap();
-    let notice = tokio::time::timeout(grace * 3, notices.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let notice = tokio::time::timeout(grace * 3, notices.recv()).await.unwrap().unwrap();
     match notice {
         Notice::Offline { user: u, .. } => assert_eq!(u, user),
         other => panic!("expected offline, got {other:?}"),
     }
-    assert_eq!(
-        presence.online(std::slice::from_ref(&user)).await.unwrap(),
-        vec![false]
-    );
-    assert!(
-        presence.connected(&user).await.unwrap(),
-        "back online after the grace period"
-    );
+    assert_eq!(presence.online(std::slice::from_ref(&user)).await.unwrap(), vec![false]);
+    assert!(presence.connected(&user).await.unwrap(), "back online after the grace period");
 }
 
-pub async fn typing_suite(
-    typing: &dyn Typing,
-    notices: &mut mpsc::Receiver<Notice>,
-    ttl: Duration,
-) {
+pub async fn typing_suite(typing: &dyn Typing, notices: &mut mpsc::Receiver<Notice>, ttl: Duration) {
     let chat = new_object_id();
     assert!(typing.start(&chat, "u", 9).await.unwrap());
-    assert!(
-        !typing.start(&chat, "u", 9).await.unwrap(),
-        "renewal is not a new start"
-    );
+    assert!(!typing.start(&chat, "u", 9).await.unwrap(), "renewal is not a new start");
     assert!(typing.stop(&chat, "u").await.unwrap());
     assert!(!typing.stop(&chat, "u").await.unwrap());
     assert!(typing.start(&chat, "u", 9).await.unwrap());
-    let notice = tokio::time::timeout(ttl * 3, notices.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        notice,
-        Notice::TypingExpired {
-            chat_id: chat.clone(),
-            user: "u".into(),
-            origin: 9
-        }
-    );
+    let notice = tokio::time::timeout(ttl * 3, notices.recv()).await.unwrap().unwrap();
+    assert_eq!(notice, Notice::TypingExpired { chat_id: chat.clone(), user: "u".into(), origin: 9 });
 }
 
 pub async fn rate_limiter_suite(limiter: &dyn RateLimiter, burst: u32) {
@@ -219,8 +141,5 @@ pub async fn rate_limiter_suite(limiter: &dyn RateLimiter, burst: u32) {
     }
     let retry = limiter.check(&key).await.unwrap().unwrap_err();
     assert!(retry > Duration::ZERO && retry <= Duration::from_secs(1));
-    assert!(
-        limiter.check(&new_object_id()).await.unwrap().is_ok(),
-        "keys are independent"
-    );
+    assert!(limiter.check(&new_object_id()).await.unwrap().is_ok(), "keys are independent");
 }

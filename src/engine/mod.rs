@@ -135,11 +135,7 @@ pub enum Notice {
     /// The user's last socket closed and the grace period passed with none reopened.
     Offline { user: String, last_seen: Timestamp },
     /// A typing state expired without renewal.
-    TypingExpired {
-        chat_id: String,
-        user: String,
-        origin: SocketId,
-    },
+    TypingExpired { chat_id: String, user: String, origin: SocketId },
 }
 
 /// The engine a node runs with: one of each role.
@@ -163,9 +159,6 @@ pub struct Timings {
 
 impl Default for Timings {
     fn default() -> Self {
-        Timings {
-            presence_grace: Duration::from_secs(5),
-            typing_ttl: Duration::from_secs(6),
-        }
+        Timings { presence_grace: Duration::from_secs(5), typing_ttl: Duration::from_secs(6) }
     }
 }

@@ -34,31 +34,18 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
     let caller = ctx.caller().await?;
     let body: CreateChat = ctx.json().await?;
     ctx.target(&body.participant_id);
-    let (chat, created) = ctx
-        .state
-        .service
-        .create_chat(&caller, &body.participant_id, &body.course_id)
-        .await?;
+    let (chat, created) = ctx.state.service.create_chat(&caller, &body.participant_id, &body.course_id).await?;
     ctx.target(&chat.id);
-    json(
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        &OneChat { chat },
-    )
+    json(if created { StatusCode::CREATED } else { StatusCode::OK }, &OneChat { chat })
 }
 
 fn seq_param(ctx: &Ctx, name: &str) -> Result<Option<u64>, ApiError> {
     match ctx.query.get(name) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidPayload,
-                format!("{name} must be a non-negative integer"),
-            )
-        }),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::new(ErrorCode::InvalidPayload, format!("{name} must be a non-negative integer"))),
     }
 }
 
@@ -68,11 +55,7 @@ pub async fn messages(ctx: &mut Ctx, chat_id: &str) -> ApiResult {
     let before = seq_param(ctx, "before")?;
     let limit = seq_param(ctx, "limit")?.unwrap_or(50);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let page = ctx
-        .state
-        .service
-        .history(&caller, chat_id, before, limit)
-        .await?;
+    let page = ctx.state.service.history(&caller, chat_id, before, limit).await?;
     json(StatusCode::OK, &page)
 }
 
@@ -84,20 +67,10 @@ struct ReadBody {
 pub async fn read(ctx: &mut Ctx, chat_id: &str) -> ApiResult {
     let caller = ctx.caller().await?;
     ctx.target(chat_id);
-    let has_body = ctx
-        .headers
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v != "0")
-        || ctx.headers.contains_key(hyper::header::TRANSFER_ENCODING);
-    let body: ReadBody = if has_body {
-        ctx.json().await?
-    } else {
-        ReadBody::default()
-    };
-    ctx.state
-        .service
-        .mark_read(&caller, chat_id, body.seq)
-        .await?;
+    let has_body =
+        ctx.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0")
+            || ctx.headers.contains_key(hyper::header::TRANSFER_ENCODING);
+    let body: ReadBody = if has_body { ctx.json().await? } else { ReadBody::default() };
+    ctx.state.service.mark_read(&caller, chat_id, body.seq).await?;
     no_content()
 }

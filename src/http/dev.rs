@@ -13,12 +13,7 @@ struct Users {
 }
 
 pub async fn users(_ctx: &mut Ctx) -> ApiResult {
-    json(
-        StatusCode::OK,
-        &Users {
-            users: demo::users(),
-        },
-    )
+    json(StatusCode::OK, &Users { users: demo::users() })
 }
 
 #[derive(Deserialize)]

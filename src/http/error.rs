@@ -17,10 +17,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            body: ErrorBody::new(code, message),
-            retry_after_secs: None,
-        }
+        ApiError { body: ErrorBody::new(code, message), retry_after_secs: None }
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
@@ -29,15 +26,12 @@ impl ApiError {
             error: &'a ErrorBody,
         }
         let json = serde_json::to_vec(&Envelope { error: &self.body }).unwrap_or_default();
-        let mut builder = Response::builder()
-            .status(self.body.code.status())
-            .header("content-type", "application/json");
+        let mut builder =
+            Response::builder().status(self.body.code.status()).header("content-type", "application/json");
         if let Some(secs) = self.retry_after_secs {
             builder = builder.header("retry-after", secs.to_string());
         }
-        builder
-            .body(Full::new(Bytes::from(json)))
-            .unwrap_or_default()
+        builder.body(Full::new(Bytes::from(json))).unwrap_or_default()
     }
 }
 
@@ -47,10 +41,7 @@ impl From<ChatError> for ApiError {
             ChatError::RateLimited(d) => Some(d.as_secs_f64().ceil().max(1.0) as u64),
             _ => None,
         };
-        ApiError {
-            body: e.body(),
-            retry_after_secs,
-        }
+        ApiError { body: e.body(), retry_after_secs }
     }
 }
 

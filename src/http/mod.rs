@@ -55,21 +55,10 @@ pub struct Ctx {
 impl Ctx {
     /// The caller from `Authorization: Bearer`, recorded in the user store as the token says.
     pub async fn caller(&mut self) -> Result<Caller, ApiError> {
-        let header = self
-            .headers
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .unwrap_or("")
-            .trim();
+        let header = self.headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).unwrap_or("").trim();
         if token.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "missing bearer token",
-            ));
+            return Err(ApiError::new(ErrorCode::Unauthorized, "missing bearer token"));
         }
         let identity = self.state.verifier.verify(token)?;
         self.audited_user = Some(identity.caller.user_id.clone());
@@ -89,23 +78,16 @@ impl Ctx {
         let bytes = Limited::new(body, MAX_JSON_BODY)
             .collect()
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    ErrorCode::TooLarge,
-                    format!("the body is over {MAX_JSON_BODY} bytes"),
-                )
-            })?
+            .map_err(|_| ApiError::new(ErrorCode::TooLarge, format!("the body is over {MAX_JSON_BODY} bytes")))?
             .to_bytes();
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(ErrorCode::InvalidPayload, format!("invalid JSON body: {e}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("invalid JSON body: {e}")))
     }
 }
 
 /// A JSON response.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> ApiResult {
-    let bytes = serde_json::to_vec(body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.to_string()))?;
+    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.to_string()))?;
     Ok(Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -114,10 +96,7 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> ApiResult {
 }
 
 pub fn no_content() -> ApiResult {
-    Ok(Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(Full::default())
-        .unwrap_or_default())
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::default()).unwrap_or_default())
 }
 
 fn not_found() -> ApiResult {
@@ -134,18 +113,10 @@ pub async fn handle(
     if path == "/socket.io" || path == "/socket.io/" {
         return Ok(socket::upgrade(state, req, peer).unwrap_or_else(ApiError::into_response));
     }
-    let origin = req
-        .headers()
-        .get(hyper::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let cors_origin = origin
-        .filter(|o| !state.config.allowed_origins.is_empty() && state.config.origin_allowed(o));
+    let origin = req.headers().get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let cors_origin = origin.filter(|o| !state.config.allowed_origins.is_empty() && state.config.origin_allowed(o));
     if req.method() == Method::OPTIONS && path.starts_with("/api/") {
-        return Ok(with_cors(
-            preflight(cors_origin.is_some()),
-            cors_origin.as_deref(),
-        ));
+        return Ok(with_cors(preflight(cors_origin.is_some()), cors_origin.as_deref()));
     }
     let is_api = path.starts_with("/api/");
     let query = req.uri().query().map(parse_query).unwrap_or_default();
@@ -161,26 +132,13 @@ pub async fn handle(
         audited_user: None,
         audited_target: None,
     };
-    let response = route(&mut ctx)
-        .await
-        .unwrap_or_else(ApiError::into_response);
+    let response = route(&mut ctx).await.unwrap_or_else(ApiError::into_response);
     let status = response.status();
-    metrics::counter!("coursechat_http_requests_total", "status" => status.as_u16().to_string())
-        .increment(1);
+    metrics::counter!("coursechat_http_requests_total", "status" => status.as_u16().to_string()).increment(1);
     if is_api {
-        let result = if status.is_success() {
-            "ok".to_owned()
-        } else {
-            status.as_u16().to_string()
-        };
+        let result = if status.is_success() { "ok".to_owned() } else { status.as_u16().to_string() };
         let action = format!("{} {}", ctx.method, ctx.path);
-        state.audit.record(
-            &action,
-            ctx.audited_user.as_deref(),
-            ctx.audited_target.as_deref(),
-            &result,
-            Some(peer),
-        );
+        state.audit.record(&action, ctx.audited_user.as_deref(), ctx.audited_target.as_deref(), &result, Some(peer));
     }
     Ok(with_cors(response, cors_origin.as_deref()))
 }
@@ -196,9 +154,7 @@ async fn route(ctx: &mut Ctx) -> ApiResult {
 
         (&Method::GET, ["api", "chats"]) => chats::list(ctx).await,
         (&Method::POST, ["api", "chats"]) => chats::create(ctx).await,
-        (&Method::GET, ["api", "chats", chat_id, "messages"]) => {
-            chats::messages(ctx, chat_id).await
-        }
+        (&Method::GET, ["api", "chats", chat_id, "messages"]) => chats::messages(ctx, chat_id).await,
         (&Method::PUT, ["api", "chats", chat_id, "read"]) => chats::read(ctx, chat_id).await,
 
         (&Method::GET, ["api", "users", "available-tutors"]) => people::available_tutors(ctx).await,
@@ -264,21 +220,11 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 fn preflight(allowed: bool) -> Response<Body> {
-    let status = if allowed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::FORBIDDEN
-    };
+    let status = if allowed { StatusCode::NO_CONTENT } else { StatusCode::FORBIDDEN };
     Response::builder()
         .status(status)
-        .header(
-            "access-control-allow-methods",
-            "GET, POST, PUT, DELETE, OPTIONS",
-        )
-        .header(
-            "access-control-allow-headers",
-            "authorization, content-type, x-file-name",
-        )
+        .header("access-control-allow-methods", "GET, POST, PUT, DELETE, OPTIONS")
+        .header("access-control-allow-headers", "authorization, content-type, x-file-name")
         .header("access-control-max-age", "600")
         .body(Full::default())
         .unwrap_or_default()

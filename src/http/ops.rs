@@ -39,24 +39,12 @@ pub async fn readyz(ctx: &mut Ctx) -> ApiResult {
         store: if store_ok { "ok" } else { "degraded" },
         node: state.node_id.clone(),
     };
-    json(
-        if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        &body,
-    )
+    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
 
 pub async fn metrics(ctx: &mut Ctx) -> ApiResult {
     metrics::gauge!("coursechat_sockets").set(ctx.state.hub.socket_count() as f64);
-    let text = ctx
-        .state
-        .metrics
-        .as_ref()
-        .map(|h| h.render())
-        .unwrap_or_default();
+    let text = ctx.state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "text/plain; version=0.0.4")

@@ -56,14 +56,7 @@ pub async fn block(ctx: &mut Ctx) -> ApiResult {
     let body: BlockBody = ctx.json().await?;
     ctx.target(&body.user_id);
     let (block, created) = ctx.state.service.block(&caller, &body.user_id).await?;
-    json(
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        &OneBlock { block },
-    )
+    json(if created { StatusCode::CREATED } else { StatusCode::OK }, &OneBlock { block })
 }
 
 pub async fn unblock(ctx: &mut Ctx, user_id: &str) -> ApiResult {

@@ -11,16 +11,8 @@ use super::{ApiError, Body};
 use crate::error::ErrorCode;
 use crate::server::AppState;
 
-pub fn upgrade(
-    state: Arc<AppState>,
-    mut req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Result<Response<Body>, ApiError> {
-    let query = req
-        .uri()
-        .query()
-        .map(super::parse_query)
-        .unwrap_or_default();
+pub fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, ApiError> {
+    let query = req.uri().query().map(super::parse_query).unwrap_or_default();
     if query.get("transport").map(String::as_str) != Some("websocket") {
         return Err(ApiError::new(
             ErrorCode::InvalidPayload,
@@ -33,35 +25,20 @@ pub fn upgrade(
             "unsupported Engine.IO protocol version; EIO=4 is served",
         ));
     }
-    if let Some(origin) = req
-        .headers()
-        .get(hyper::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(origin) = req.headers().get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok()) {
         if !state.config.origin_allowed(origin) {
-            state
-                .audit
-                .record("socket_refused", None, None, "forbidden_origin", Some(peer));
+            state.audit.record("socket_refused", None, None, "forbidden_origin", Some(peer));
             return Err(ApiError::new(ErrorCode::Forbidden, "origin not allowed"));
         }
     }
     if *state.drain.borrow() {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "this node is draining",
-        ));
+        return Err(ApiError::new(ErrorCode::Unavailable, "this node is draining"));
     }
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidPayload,
-            "expected a websocket upgrade request",
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidPayload, "expected a websocket upgrade request"));
     }
     let Some(permit) = state.sessions.clone().try_acquire_owned().ok() else {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "this node is at its connection limit",
-        ));
+        return Err(ApiError::new(ErrorCode::Unavailable, "this node is at its connection limit"));
     };
     let (response, upgraded) = fastwebsockets::upgrade::upgrade(&mut req)
         .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.to_string()))?;

@@ -21,24 +21,16 @@ impl StaticFiles {
 
     pub async fn serve(&self, path: &str) -> ApiResult {
         let relative = Path::new(path.trim_start_matches('/'));
-        if relative
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
+        if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(ApiError::new(ErrorCode::NotFound, "not found"));
         }
         let mut file = self.root.join(relative);
         if path == "/" || !file.is_file() {
             file = self.root.join("index.html");
         }
-        let bytes = tokio::fs::read(&file)
-            .await
-            .map_err(|_| ApiError::new(ErrorCode::NotFound, "not found"))?;
-        let cache = if file.starts_with(self.root.join("assets")) {
-            "public, max-age=31536000, immutable"
-        } else {
-            "no-cache"
-        };
+        let bytes = tokio::fs::read(&file).await.map_err(|_| ApiError::new(ErrorCode::NotFound, "not found"))?;
+        let cache =
+            if file.starts_with(self.root.join("assets")) { "public, max-age=31536000, immutable" } else { "no-cache" };
         Ok(Response::builder()
             .status(StatusCode::OK)
             .header("content-type", content_type(&file))

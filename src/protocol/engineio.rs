@@ -83,29 +83,18 @@ mod tests {
     #[test]
     fn decodes_each_packet_type() {
         assert_eq!(EioPacket::decode(b"2").unwrap(), EioPacket::Ping(b""));
-        assert_eq!(
-            EioPacket::decode(b"3probe").unwrap(),
-            EioPacket::Pong(b"probe")
-        );
+        assert_eq!(EioPacket::decode(b"3probe").unwrap(), EioPacket::Pong(b"probe"));
         assert_eq!(EioPacket::decode(b"40").unwrap(), EioPacket::Message(b"0"));
         assert_eq!(EioPacket::decode(b"1").unwrap(), EioPacket::Close);
         assert_eq!(EioPacket::decode(b"6").unwrap(), EioPacket::Noop);
         assert_eq!(EioPacket::decode(b""), Err(ProtocolError::Empty));
-        assert_eq!(
-            EioPacket::decode(b"9"),
-            Err(ProtocolError::UnknownEioType(b'9'))
-        );
+        assert_eq!(EioPacket::decode(b"9"), Err(ProtocolError::UnknownEioType(b'9')));
     }
 
     #[test]
     fn open_packet_has_the_handshake_fields() {
-        let open = OpenPacket {
-            sid: "abc",
-            upgrades: [],
-            ping_interval: 25000,
-            ping_timeout: 20000,
-            max_payload: 65536,
-        };
+        let open =
+            OpenPacket { sid: "abc", upgrades: [], ping_interval: 25000, ping_timeout: 20000, max_payload: 65536 };
         assert_eq!(
             String::from_utf8(open.encode()).unwrap(),
             r#"0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":65536}"#

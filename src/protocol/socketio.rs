@@ -96,8 +96,7 @@ impl SioHeader {
             while pos < packet.len() && packet[pos] != b',' {
                 pos += 1;
             }
-            let name = std::str::from_utf8(&packet[start..pos])
-                .map_err(|_| ProtocolError::BadNamespace)?;
+            let name = std::str::from_utf8(&packet[start..pos]).map_err(|_| ProtocolError::BadNamespace)?;
             if name.len() > MAX_NAMESPACE {
                 return Err(ProtocolError::BadNamespace);
             }
@@ -123,13 +122,7 @@ impl SioHeader {
             ack_id = Some(id);
         }
 
-        Ok(SioHeader {
-            kind,
-            attachments,
-            namespace,
-            ack_id,
-            data_offset: pos,
-        })
+        Ok(SioHeader { kind, attachments, namespace, ack_id, data_offset: pos })
     }
 }
 
@@ -143,13 +136,7 @@ pub fn encode_frame(kind: SioKind, ack_id: Option<u64>, data: &[u8]) -> Vec<u8> 
 }
 
 /// Appends one Socket.IO packet (without the Engine.IO type) to `out`.
-pub fn encode_packet_into(
-    out: &mut Vec<u8>,
-    kind: SioKind,
-    namespace: Option<&str>,
-    ack_id: Option<u64>,
-    data: &[u8],
-) {
+pub fn encode_packet_into(out: &mut Vec<u8>, kind: SioKind, namespace: Option<&str>, ack_id: Option<u64>, data: &[u8]) {
     out.push(kind.digit());
     if let Some(ns) = namespace.filter(|ns| *ns != "/") {
         out.extend_from_slice(ns.as_bytes());
@@ -202,26 +189,14 @@ mod tests {
     #[test]
     fn rejects_malformed_packets() {
         assert_eq!(SioHeader::decode(b""), Err(ProtocolError::Empty));
-        assert_eq!(
-            SioHeader::decode(b"9"),
-            Err(ProtocolError::UnknownSioType(b'9'))
-        );
-        assert_eq!(
-            SioHeader::decode(b"5x-[]"),
-            Err(ProtocolError::BadAttachments)
-        );
-        assert_eq!(
-            SioHeader::decode(b"299999999999999999999[]"),
-            Err(ProtocolError::BadAckId)
-        );
+        assert_eq!(SioHeader::decode(b"9"), Err(ProtocolError::UnknownSioType(b'9')));
+        assert_eq!(SioHeader::decode(b"5x-[]"), Err(ProtocolError::BadAttachments));
+        assert_eq!(SioHeader::decode(b"299999999999999999999[]"), Err(ProtocolError::BadAckId));
     }
 
     #[test]
     fn encodes_ack_and_connect_error_frames() {
-        assert_eq!(
-            encode_frame(SioKind::Ack, Some(3), br#"[{"ok":true}]"#),
-            br#"433[{"ok":true}]"#.to_vec()
-        );
+        assert_eq!(encode_frame(SioKind::Ack, Some(3), br#"[{"ok":true}]"#), br#"433[{"ok":true}]"#.to_vec());
         assert_eq!(encode_frame(SioKind::Disconnect, None, b""), b"41".to_vec());
     }
 

@@ -18,11 +18,7 @@ pub fn message(chat: &Chat, seq: u64, sender: &str) -> Message {
         chat_id: chat.id.clone(),
         seq,
         sender_id: sender.to_owned(),
-        sender_type: if sender == chat.tutor_id {
-            SenderType::Tutor
-        } else {
-            SenderType::User
-        },
+        sender_type: if sender == chat.tutor_id { SenderType::Tutor } else { SenderType::User },
         kind: MessageType::Text,
         content: format!("message {seq}"),
         attachment: None,
@@ -60,22 +56,8 @@ async fn users_are_upserted(store: &dyn Store) {
     let p = prefix();
     let id = format!("{p}u");
     assert_eq!(store.user(&id).await.unwrap(), None);
-    store
-        .put_user(&User {
-            id: id.clone(),
-            name: "Ann".into(),
-            role: Role::User,
-        })
-        .await
-        .unwrap();
-    store
-        .put_user(&User {
-            id: id.clone(),
-            name: "Ann B".into(),
-            role: Role::Tutor,
-        })
-        .await
-        .unwrap();
+    store.put_user(&User { id: id.clone(), name: "Ann".into(), role: Role::User }).await.unwrap();
+    store.put_user(&User { id: id.clone(), name: "Ann B".into(), role: Role::Tutor }).await.unwrap();
     let u = store.user(&id).await.unwrap().unwrap();
     assert_eq!((u.name.as_str(), u.role), ("Ann B", Role::Tutor));
 }
@@ -83,27 +65,10 @@ async fn users_are_upserted(store: &dyn Store) {
 async fn courses_index_their_tutors(store: &dyn Store) {
     let p = prefix();
     let (c, t1, t2) = (format!("{p}c"), format!("{p}t1"), format!("{p}t2"));
-    store
-        .put_course(&Course {
-            id: c.clone(),
-            title: "Rust".into(),
-            tutor_ids: vec![t1.clone()],
-        })
-        .await
-        .unwrap();
+    store.put_course(&Course { id: c.clone(), title: "Rust".into(), tutor_ids: vec![t1.clone()] }).await.unwrap();
     assert_eq!(store.courses_by_tutor(&t1).await.unwrap().len(), 1);
-    store
-        .put_course(&Course {
-            id: c.clone(),
-            title: "Rust 2".into(),
-            tutor_ids: vec![t2.clone()],
-        })
-        .await
-        .unwrap();
-    assert!(
-        store.courses_by_tutor(&t1).await.unwrap().is_empty(),
-        "a replaced tutor loses the course"
-    );
+    store.put_course(&Course { id: c.clone(), title: "Rust 2".into(), tutor_ids: vec![t2.clone()] }).await.unwrap();
+    assert!(store.courses_by_tutor(&t1).await.unwrap().is_empty(), "a replaced tutor loses the course");
     let by_t2 = store.courses_by_tutor(&t2).await.unwrap();
     assert_eq!(by_t2[0].title, "Rust 2");
     assert_eq!(store.course(&c).await.unwrap().unwrap().tutor_ids, vec![t2]);
@@ -112,20 +77,10 @@ async fn courses_index_their_tutors(store: &dyn Store) {
 async fn enrollments_keep_their_first_purchase_and_can_be_revoked(store: &dyn Store) {
     let p = prefix();
     let (u, c) = (format!("{p}s"), format!("{p}c"));
-    let first = Enrollment {
-        user_id: u.clone(),
-        course_id: c.clone(),
-        purchased_at: Timestamp(1000),
-    };
+    let first = Enrollment { user_id: u.clone(), course_id: c.clone(), purchased_at: Timestamp(1000) };
     assert_eq!(store.put_enrollment(&first).await.unwrap(), first);
-    let again = Enrollment {
-        purchased_at: Timestamp(2000),
-        ..first.clone()
-    };
-    assert_eq!(
-        store.put_enrollment(&again).await.unwrap().purchased_at,
-        Timestamp(1000)
-    );
+    let again = Enrollment { purchased_at: Timestamp(2000), ..first.clone() };
+    assert_eq!(store.put_enrollment(&again).await.unwrap().purchased_at, Timestamp(1000));
     assert!(store.enrollment(&u, &c).await.unwrap().is_some());
     assert_eq!(store.enrollments_by_user(&u).await.unwrap().len(), 1);
     assert_eq!(store.enrollments_by_course(&c).await.unwrap()[0].user_id, u);
@@ -162,15 +117,9 @@ async fn one_chat_per_student_tutor_course(store: &dyn Store) {
     assert_eq!(again.chat.id, first.id);
     let other_course = store.create_chat(&chat(&p, "s", "t", "c2")).await.unwrap();
     assert!(other_course.created);
-    assert_eq!(
-        store.chats_by_user(&first.student_id).await.unwrap().len(),
-        2
-    );
+    assert_eq!(store.chats_by_user(&first.student_id).await.unwrap().len(), 2);
     assert_eq!(store.chats_by_user(&first.tutor_id).await.unwrap().len(), 2);
-    assert_eq!(
-        store.chat(&first.id).await.unwrap().unwrap().student_id,
-        first.student_id
-    );
+    assert_eq!(store.chat(&first.id).await.unwrap().unwrap().student_id, first.student_id);
     assert!(store.chat(&new_object_id()).await.unwrap().is_none());
 }
 
@@ -184,66 +133,30 @@ async fn read_cursors_never_move_back(store: &dyn Store) {
 
 async fn persisting_is_idempotent_and_moves_chat_forward(store: &dyn Store) {
     let p = prefix();
-    let c = store
-        .create_chat(&chat(&p, "s", "t", "c"))
-        .await
-        .unwrap()
-        .chat;
+    let c = store.create_chat(&chat(&p, "s", "t", "c")).await.unwrap().chat;
     let batch: Vec<Message> = (1..=3).map(|seq| message(&c, seq, &c.student_id)).collect();
     store.persist_messages(&batch).await.unwrap();
     store.persist_messages(&batch).await.unwrap();
-    assert_eq!(
-        store.messages_after(&c.id, 0, 100).await.unwrap().len(),
-        3,
-        "a retried batch stores nothing twice"
-    );
+    assert_eq!(store.messages_after(&c.id, 0, 100).await.unwrap().len(), 3, "a retried batch stores nothing twice");
     // An older batch arriving late never moves the chat back.
-    store
-        .persist_messages(&[message(&c, 5, &c.tutor_id)])
-        .await
-        .unwrap();
-    store
-        .persist_messages(&[message(&c, 4, &c.student_id)])
-        .await
-        .unwrap();
+    store.persist_messages(&[message(&c, 5, &c.tutor_id)]).await.unwrap();
+    store.persist_messages(&[message(&c, 4, &c.student_id)]).await.unwrap();
     let stored = store.chat(&c.id).await.unwrap().unwrap();
     assert_eq!(stored.last_seq, 5);
     assert_eq!(stored.last_message.unwrap().seq, 5);
-    assert_eq!(
-        store.read_cursor(&c.id, &c.student_id).await.unwrap(),
-        4,
-        "sending moves the sender's cursor"
-    );
+    assert_eq!(store.read_cursor(&c.id, &c.student_id).await.unwrap(), 4, "sending moves the sender's cursor");
     assert_eq!(store.read_cursor(&c.id, &c.tutor_id).await.unwrap(), 5);
 }
 
 async fn history_pages_by_seq(store: &dyn Store) {
     let p = prefix();
-    let c = store
-        .create_chat(&chat(&p, "s", "t", "c"))
-        .await
-        .unwrap()
-        .chat;
-    let batch: Vec<Message> = (1..=10)
-        .map(|seq| message(&c, seq, &c.student_id))
-        .collect();
+    let c = store.create_chat(&chat(&p, "s", "t", "c")).await.unwrap().chat;
+    let batch: Vec<Message> = (1..=10).map(|seq| message(&c, seq, &c.student_id)).collect();
     store.persist_messages(&batch).await.unwrap();
     let seqs = |v: Vec<Message>| v.into_iter().map(|m| m.seq).collect::<Vec<_>>();
-    assert_eq!(
-        seqs(store.messages_before(&c.id, None, 3).await.unwrap()),
-        vec![8, 9, 10]
-    );
-    assert_eq!(
-        seqs(store.messages_before(&c.id, Some(8), 3).await.unwrap()),
-        vec![5, 6, 7]
-    );
-    assert_eq!(
-        seqs(store.messages_before(&c.id, Some(2), 3).await.unwrap()),
-        vec![1]
-    );
-    assert_eq!(
-        seqs(store.messages_after(&c.id, 7, 2).await.unwrap()),
-        vec![8, 9]
-    );
+    assert_eq!(seqs(store.messages_before(&c.id, None, 3).await.unwrap()), vec![8, 9, 10]);
+    assert_eq!(seqs(store.messages_before(&c.id, Some(8), 3).await.unwrap()), vec![5, 6, 7]);
+    assert_eq!(seqs(store.messages_before(&c.id, Some(2), 3).await.unwrap()), vec![1]);
+    assert_eq!(seqs(store.messages_after(&c.id, 7, 2).await.unwrap()), vec![8, 9]);
     assert!(store.messages_after(&c.id, 10, 5).await.unwrap().is_empty());
 }

@@ -13,9 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
-};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -56,17 +54,14 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (or creates) `store.redb` in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         let path = dir.join("store.redb");
-        let db = Database::create(&path)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(redb::Error::from)?;
         create_tables(&txn)?;
         txn.commit().map_err(redb::Error::from)?;
         let db = Arc::new(db);
-        let writer = GroupCommit::start(db.clone(), "store")
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let writer = GroupCommit::start(db.clone(), "store").map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(EmbeddedStore { db, writer })
     }
 
@@ -114,12 +109,7 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 #[async_trait]
 impl Store for EmbeddedStore {
@@ -139,8 +129,7 @@ impl Store for EmbeddedStore {
         Ok(self
             .writer
             .write(move |txn| {
-                txn.open_table(USERS)?
-                    .insert(user.id.as_str(), encode(&user).as_slice())?;
+                txn.open_table(USERS)?.insert(user.id.as_str(), encode(&user).as_slice())?;
                 Ok(())
             })
             .await?)
@@ -209,8 +198,7 @@ impl Store for EmbeddedStore {
                     return decode_in_txn(existing.value());
                 }
                 table.insert(key, encode(&e).as_slice())?;
-                txn.open_table(COURSE_STUDENTS)?
-                    .insert((e.course_id.as_str(), e.user_id.as_str()), ())?;
+                txn.open_table(COURSE_STUDENTS)?.insert((e.course_id.as_str(), e.user_id.as_str()), ())?;
                 Ok(e)
             })
             .await?)
@@ -221,24 +209,18 @@ impl Store for EmbeddedStore {
         Ok(self
             .writer
             .write(move |txn| {
-                let existed = txn
-                    .open_table(ENROLLMENTS)?
-                    .remove((user.as_str(), course.as_str()))?
-                    .is_some();
-                txn.open_table(COURSE_STUDENTS)?
-                    .remove((course.as_str(), user.as_str()))?;
+                let existed = txn.open_table(ENROLLMENTS)?.remove((user.as_str(), course.as_str()))?.is_some();
+                txn.open_table(COURSE_STUDENTS)?.remove((course.as_str(), user.as_str()))?;
                 Ok(existed)
             })
             .await?)
     }
 
     async fn enrollment(&self, user_id: &str, course_id: &str) -> StoreResult<Option<Enrollment>> {
-        self.read(
-            |txn| match txn.open_table(ENROLLMENTS)?.get((user_id, course_id))? {
-                Some(v) => decode(v.value()).map(Some),
-                None => Ok(None),
-            },
-        )
+        self.read(|txn| match txn.open_table(ENROLLMENTS)?.get((user_id, course_id))? {
+            Some(v) => decode(v.value()).map(Some),
+            None => Ok(None),
+        })
     }
 
     async fn enrollments_by_user(&self, user_id: &str) -> StoreResult<Vec<Enrollment>> {
@@ -268,12 +250,7 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn put_block(
-        &self,
-        blocker: &str,
-        blocked: &str,
-        at: Timestamp,
-    ) -> StoreResult<(Block, bool)> {
+    async fn put_block(&self, blocker: &str, blocked: &str, at: Timestamp) -> StoreResult<(Block, bool)> {
         let (blocker, blocked) = (blocker.to_owned(), blocked.to_owned());
         Ok(self
             .writer
@@ -281,20 +258,11 @@ impl Store for EmbeddedStore {
                 let mut table = txn.open_table(BLOCKS)?;
                 let key = (blocker.as_str(), blocked.as_str());
                 if let Some(existing) = table.get(key)? {
-                    let block = Block {
-                        user_id: blocked.clone(),
-                        created_at: Timestamp(existing.value()),
-                    };
+                    let block = Block { user_id: blocked.clone(), created_at: Timestamp(existing.value()) };
                     return Ok((block, false));
                 }
                 table.insert(key, at.millis())?;
-                Ok((
-                    Block {
-                        user_id: blocked.clone(),
-                        created_at: at,
-                    },
-                    true,
-                ))
+                Ok((Block { user_id: blocked.clone(), created_at: at }, true))
             })
             .await?)
     }
@@ -303,12 +271,7 @@ impl Store for EmbeddedStore {
         let (blocker, blocked) = (blocker.to_owned(), blocked.to_owned());
         Ok(self
             .writer
-            .write(move |txn| {
-                Ok(txn
-                    .open_table(BLOCKS)?
-                    .remove((blocker.as_str(), blocked.as_str()))?
-                    .is_some())
-            })
+            .write(move |txn| Ok(txn.open_table(BLOCKS)?.remove((blocker.as_str(), blocked.as_str()))?.is_some()))
             .await?)
     }
 
@@ -318,10 +281,7 @@ impl Store for EmbeddedStore {
             let mut out = Vec::new();
             for entry in table.range((blocker, "")..(blocker, KEY_MAX))? {
                 let (key, at) = entry?;
-                out.push(Block {
-                    user_id: key.value().1.to_owned(),
-                    created_at: Timestamp(at.value()),
-                });
+                out.push(Block { user_id: key.value().1.to_owned(), created_at: Timestamp(at.value()) });
             }
             Ok(out)
         })
@@ -338,18 +298,11 @@ impl Store for EmbeddedStore {
             .write(move |txn| {
                 let mut keys = txn.open_table(CHAT_KEYS)?;
                 let mut chats = txn.open_table(CHATS)?;
-                let key = (
-                    chat.student_id.as_str(),
-                    chat.tutor_id.as_str(),
-                    chat.course_id.as_str(),
-                );
+                let key = (chat.student_id.as_str(), chat.tutor_id.as_str(), chat.course_id.as_str());
                 let existing_id = keys.get(key)?.map(|id| id.value().to_owned());
                 if let Some(id) = existing_id {
                     if let Some(existing) = chats.get(id.as_str())? {
-                        return Ok(ChatCreation {
-                            chat: decode_in_txn(existing.value())?,
-                            created: false,
-                        });
+                        return Ok(ChatCreation { chat: decode_in_txn(existing.value())?, created: false });
                     }
                 }
                 keys.insert(key, chat.id.as_str())?;
@@ -358,10 +311,7 @@ impl Store for EmbeddedStore {
                 for user in chat.participants() {
                     by_user.insert((user, chat.id.as_str()), ())?;
                 }
-                Ok(ChatCreation {
-                    chat,
-                    created: true,
-                })
+                Ok(ChatCreation { chat, created: true })
             })
             .await?)
     }
@@ -388,12 +338,7 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn advance_read_cursor(
-        &self,
-        chat_id: &str,
-        user_id: &str,
-        seq: u64,
-    ) -> StoreResult<u64> {
+    async fn advance_read_cursor(&self, chat_id: &str, user_id: &str, seq: u64) -> StoreResult<u64> {
         let (chat, user) = (chat_id.to_owned(), user_id.to_owned());
         Ok(self
             .writer
@@ -412,13 +357,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn read_cursor(&self, chat_id: &str, user_id: &str) -> StoreResult<u64> {
-        self.read(|txn| {
-            Ok(txn
-                .open_table(READ_CURSORS)?
-                .get((chat_id, user_id))?
-                .map(|v| v.value())
-                .unwrap_or(0))
-        })
+        self.read(|txn| Ok(txn.open_table(READ_CURSORS)?.get((chat_id, user_id))?.map(|v| v.value()).unwrap_or(0)))
     }
 
     async fn persist_messages(&self, batch: &[Message]) -> StoreResult<()> {
@@ -448,9 +387,7 @@ impl Store for EmbeddedStore {
                     }
                 }
                 for m in newest {
-                    let stored = chats
-                        .get(m.chat_id.as_str())?
-                        .map(|v| decode_in_txn::<Chat>(v.value()));
+                    let stored = chats.get(m.chat_id.as_str())?.map(|v| decode_in_txn::<Chat>(v.value()));
                     if let Some(chat) = stored {
                         let mut chat = chat?;
                         if m.seq > chat.last_seq {
@@ -466,21 +403,12 @@ impl Store for EmbeddedStore {
             .await?)
     }
 
-    async fn messages_before(
-        &self,
-        chat_id: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> StoreResult<Vec<Message>> {
+    async fn messages_before(&self, chat_id: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<Message>> {
         let before = before.unwrap_or(u64::MAX);
         self.read(|txn| {
             let table = txn.open_table(MESSAGES)?;
             let mut out = Vec::with_capacity(limit);
-            for entry in table
-                .range((chat_id, 0u64)..(chat_id, before))?
-                .rev()
-                .take(limit)
-            {
+            for entry in table.range((chat_id, 0u64)..(chat_id, before))?.rev().take(limit) {
                 out.push(decode(entry?.1.value())?);
             }
             out.reverse();
@@ -488,22 +416,14 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn messages_after(
-        &self,
-        chat_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<Message>> {
+    async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> StoreResult<Vec<Message>> {
         self.read(|txn| {
             let table = txn.open_table(MESSAGES)?;
             let mut out = Vec::with_capacity(limit);
             if after == u64::MAX {
                 return Ok(out);
             }
-            for entry in table
-                .range((chat_id, after + 1)..=(chat_id, u64::MAX))?
-                .take(limit)
-            {
+            for entry in table.range((chat_id, after + 1)..=(chat_id, u64::MAX))?.take(limit) {
                 out.push(decode(entry?.1.value())?);
             }
             Ok(out)
@@ -528,11 +448,7 @@ mod tests {
         {
             let store = EmbeddedStore::open(dir.path()).unwrap();
             store
-                .put_user(&User {
-                    id: "u1".into(),
-                    name: "Ann".into(),
-                    role: crate::chat::model::Role::User,
-                })
+                .put_user(&User { id: "u1".into(), name: "Ann".into(), role: crate::chat::model::Role::User })
                 .await
                 .unwrap();
         }

@@ -80,12 +80,7 @@ pub trait Store: Send + Sync + 'static {
     async fn enrollments_by_course(&self, course_id: &str) -> StoreResult<Vec<Enrollment>>;
 
     /// Records that `blocker` blocks `blocked`; returns the block and whether it is new.
-    async fn put_block(
-        &self,
-        blocker: &str,
-        blocked: &str,
-        at: Timestamp,
-    ) -> StoreResult<(Block, bool)>;
+    async fn put_block(&self, blocker: &str, blocked: &str, at: Timestamp) -> StoreResult<(Block, bool)>;
     async fn delete_block(&self, blocker: &str, blocked: &str) -> StoreResult<bool>;
     async fn blocks(&self, blocker: &str) -> StoreResult<Vec<Block>>;
     async fn is_blocked(&self, blocker: &str, blocked: &str) -> StoreResult<bool>;
@@ -96,8 +91,7 @@ pub trait Store: Send + Sync + 'static {
     async fn chats_by_user(&self, user_id: &str) -> StoreResult<Vec<Chat>>;
 
     /// Moves a read cursor forward to `seq` (never back); returns the cursor after the call.
-    async fn advance_read_cursor(&self, chat_id: &str, user_id: &str, seq: u64)
-        -> StoreResult<u64>;
+    async fn advance_read_cursor(&self, chat_id: &str, user_id: &str, seq: u64) -> StoreResult<u64>;
     /// The read cursor of `user_id` in `chat_id` (0 when the user has read nothing).
     async fn read_cursor(&self, chat_id: &str, user_id: &str) -> StoreResult<u64>;
 
@@ -106,17 +100,7 @@ pub trait Store: Send + Sync + 'static {
     /// sender's read cursor to their newest message.
     async fn persist_messages(&self, batch: &[Message]) -> StoreResult<()>;
     /// The newest `limit` messages with seq < `before` (all when `None`), ascending.
-    async fn messages_before(
-        &self,
-        chat_id: &str,
-        before: Option<u64>,
-        limit: usize,
-    ) -> StoreResult<Vec<Message>>;
+    async fn messages_before(&self, chat_id: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<Message>>;
     /// The first `limit` messages with seq > `after`, ascending.
-    async fn messages_after(
-        &self,
-        chat_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<Message>>;
+    async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> StoreResult<Vec<Message>>;
 }

@@ -90,8 +90,7 @@ impl Writer {
             return Err(());
         }
         metrics::histogram!("coursechat_store_batch_size").record(messages.len() as f64);
-        metrics::histogram!("coursechat_store_write_seconds")
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("coursechat_store_write_seconds").record(started.elapsed().as_secs_f64());
         if self.health.is_degraded() {
             tracing::info!("store writes succeed again");
         }

@@ -32,7 +32,14 @@ impl Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().to_path_buf();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut s = Server { child: None, addr: String::new(), data_dir, _tmp: Some(tmp), env, stdout_lines: Default::default() };
+        let mut s = Server {
+            child: None,
+            addr: String::new(),
+            data_dir,
+            _tmp: Some(tmp),
+            env,
+            stdout_lines: Default::default(),
+        };
         s.spawn();
         s
     }
@@ -125,7 +132,12 @@ pub fn now_secs() -> i64 {
 /// An HS256 token for `sub` with `role`, expiring `ttl` seconds from now (negative: expired).
 pub fn token(sub: &str, role: &str, ttl: i64) -> String {
     let claims = json!({ "sub": sub, "role": role, "exp": now_secs() + ttl, "name": format!("{sub} name") });
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
 }
 
 pub fn admin() -> String {
@@ -160,10 +172,18 @@ impl HttpResponse {
 }
 
 /// One HTTP/1.1 request on a fresh connection.
-pub async fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> HttpResponse {
+pub async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {
         req.push_str("Content-Type: application/json\r\n");
     }
@@ -195,7 +215,9 @@ pub async fn http(addr: &str, method: &str, path: &str, token: Option<&str>, bod
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
         let size = usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap().trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;
@@ -219,13 +241,55 @@ pub async fn fixture(server: &Server) -> Fixture {
     let student = unique("student");
     let a = admin();
     let addr = &server.addr;
-    assert_eq!(http(addr, "PUT", &format!("/api/admin/users/{tutor}"), Some(&a), Some(json!({"name":"Tess Tutor","role":"tutor"})), &[]).await.status, 200);
-    assert_eq!(http(addr, "PUT", &format!("/api/admin/users/{student}"), Some(&a), Some(json!({"name":"Sam Student","role":"user"})), &[]).await.status, 200);
-    let r = http(addr, "PUT", &format!("/api/admin/courses/{course}"), Some(&a), Some(json!({"title":"Course","tutorIds":[tutor]})), &[]).await;
+    assert_eq!(
+        http(
+            addr,
+            "PUT",
+            &format!("/api/admin/users/{tutor}"),
+            Some(&a),
+            Some(json!({"name":"Tess Tutor","role":"tutor"})),
+            &[]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        http(
+            addr,
+            "PUT",
+            &format!("/api/admin/users/{student}"),
+            Some(&a),
+            Some(json!({"name":"Sam Student","role":"user"})),
+            &[]
+        )
+        .await
+        .status,
+        200
+    );
+    let r = http(
+        addr,
+        "PUT",
+        &format!("/api/admin/courses/{course}"),
+        Some(&a),
+        Some(json!({"title":"Course","tutorIds":[tutor]})),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200);
-    let r = http(addr, "PUT", "/api/admin/enrollments", Some(&a), Some(json!({"userId":student,"courseId":course})), &[]).await;
+    let r =
+        http(addr, "PUT", "/api/admin/enrollments", Some(&a), Some(json!({"userId":student,"courseId":course})), &[])
+            .await;
     assert_eq!(r.status, 200);
-    let r = http(addr, "POST", "/api/chats", Some(&token(&student, "user", 3600)), Some(json!({"participantId":tutor,"courseId":course})), &[]).await;
+    let r = http(
+        addr,
+        "POST",
+        "/api/chats",
+        Some(&token(&student, "user", 3600)),
+        Some(json!({"participantId":tutor,"courseId":course})),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let chat = r.body["chat"]["id"].as_str().unwrap().to_owned();
     Fixture { course, tutor, student, chat }
@@ -266,7 +330,10 @@ pub enum ConnectError {
 
 /// Opens a websocket to `/socket.io/` with optional extra headers; returns the socket after the
 /// Engine.IO open packet.
-pub async fn open_transport(addr: &str, headers: &[(&str, &str)]) -> Result<(WebSocket<TcpStream>, Value), ConnectError> {
+pub async fn open_transport(
+    addr: &str,
+    headers: &[(&str, &str)],
+) -> Result<(WebSocket<TcpStream>, Value), ConnectError> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let mut req = format!(
         "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -307,7 +374,11 @@ impl Client {
         Self::connect_with(addr, Some(json!({ "token": token })), &[]).await
     }
 
-    pub async fn connect_with(addr: &str, auth: Option<Value>, headers: &[(&str, &str)]) -> Result<Client, ConnectError> {
+    pub async fn connect_with(
+        addr: &str,
+        auth: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, ConnectError> {
         let (ws, _open) = open_transport(addr, headers).await?;
         let mut c = Client {
             ws,
@@ -378,7 +449,9 @@ impl Client {
 
     /// Reads one packet into the inbox or ack queue; false when nothing came before the deadline.
     async fn pump(&mut self, deadline: Instant) -> bool {
-        let Some(text) = self.read_text(deadline).await else { return false };
+        let Some(text) = self.read_text(deadline).await else {
+            return false;
+        };
         if let Some(rest) = text.strip_prefix("42") {
             let v: Value = serde_json::from_str(rest).unwrap();
             self.inbox.push_back((v[0].as_str().unwrap().to_owned(), v[1].clone()));

@@ -19,10 +19,7 @@ impl MemoryLimiter {
         let per_second = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_second(per_second).allow_burst(burst);
-        MemoryLimiter {
-            limiter: DefaultKeyedRateLimiter::keyed(quota),
-            clock: DefaultClock::default(),
-        }
+        MemoryLimiter { limiter: DefaultKeyedRateLimiter::keyed(quota), clock: DefaultClock::default() }
     }
 
     /// Forgets keys whose allowance is full again, so idle users cost nothing.
@@ -35,9 +32,6 @@ impl MemoryLimiter {
 #[async_trait]
 impl RateLimiter for MemoryLimiter {
     async fn check(&self, key: &str) -> EngineResult<Result<(), Duration>> {
-        Ok(self
-            .limiter
-            .check_key(&key.to_owned())
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now())))
+        Ok(self.limiter.check_key(&key.to_owned()).map_err(|not_until| not_until.wait_time_from(self.clock.now())))
     }
 }

@@ -32,8 +32,7 @@ const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
 /// (chat, sender, clientMsgId) → the first message (JSON).
 const IDEMPOTENCY: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("idempotency");
 /// (createdAt millis, chat, sender, clientMsgId): the same keys in age order, for pruning.
-const IDEMPOTENCY_AGE: TableDefinition<(i64, &str, &str, &str), ()> =
-    TableDefinition::new("idempotency_age");
+const IDEMPOTENCY_AGE: TableDefinition<(i64, &str, &str, &str), ()> = TableDefinition::new("idempotency_age");
 /// queue position → message (JSON): the write-behind queue, in append order.
 const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 /// (chat, seq) → queue position: the queued messages of one chat.
@@ -95,10 +94,7 @@ impl MemoryLog {
                 let mut age = txn.open_table(IDEMPOTENCY_AGE)?;
                 let mut keys = txn.open_table(IDEMPOTENCY)?;
                 let mut expired = Vec::new();
-                for entry in age
-                    .range((i64::MIN, "", "", "")..(cutoff, "", "", ""))?
-                    .take(10_000)
-                {
+                for entry in age.range((i64::MIN, "", "", "")..(cutoff, "", "", ""))?.take(10_000) {
                     let (k, _) = entry?;
                     let (at, chat, sender, cmid) = k.value();
                     expired.push((at, chat.to_owned(), sender.to_owned(), cmid.to_owned()));
@@ -115,8 +111,7 @@ impl MemoryLog {
 }
 
 fn decode(bytes: &[u8]) -> EngineResult<Message> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| EngineError::Unavailable(format!("corrupt queue entry: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| EngineError::Unavailable(format!("corrupt queue entry: {e}")))
 }
 
 #[async_trait]
@@ -132,21 +127,11 @@ impl MessageLog for MemoryLog {
             .write_then(
                 move |txn| {
                     let mut idempotency = txn.open_table(IDEMPOTENCY)?;
-                    let key = (
-                        req.chat_id.as_str(),
-                        req.sender_id.as_str(),
-                        req.client_msg_id.as_str(),
-                    );
+                    let key = (req.chat_id.as_str(), req.sender_id.as_str(), req.client_msg_id.as_str());
                     if let Some(first) = idempotency.get(key)? {
-                        let message = serde_json::from_slice(first.value())
-                            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-                        return Ok((
-                            Appended {
-                                message,
-                                duplicate: true,
-                            },
-                            Vec::new(),
-                        ));
+                        let message =
+                            serde_json::from_slice(first.value()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+                        return Ok((Appended { message, duplicate: true }, Vec::new()));
                     }
                     let mut seqs = txn.open_table(SEQS)?;
                     let seq = seqs.get(req.chat_id.as_str())?.map_or(0, |v| v.value()) + 1;
@@ -163,22 +148,13 @@ impl MessageLog for MemoryLog {
                         client_msg_id: req.client_msg_id.clone(),
                         created_at: Timestamp::now(),
                     };
-                    let json = serde_json::to_vec(&message)
-                        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+                    let json = serde_json::to_vec(&message).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
                     let position = next_position.fetch_add(1, Ordering::SeqCst);
                     txn.open_table(QUEUE)?.insert(position, json.as_slice())?;
-                    txn.open_table(PENDING)?
-                        .insert((message.chat_id.as_str(), seq), position)?;
+                    txn.open_table(PENDING)?.insert((message.chat_id.as_str(), seq), position)?;
                     idempotency.insert(key, json.as_slice())?;
-                    txn.open_table(IDEMPOTENCY_AGE)?
-                        .insert((message.created_at.millis(), key.0, key.1, key.2), ())?;
-                    Ok((
-                        Appended {
-                            message,
-                            duplicate: false,
-                        },
-                        json,
-                    ))
+                    txn.open_table(IDEMPOTENCY_AGE)?.insert((message.created_at.millis(), key.0, key.1, key.2), ())?;
+                    Ok((Appended { message, duplicate: false }, json))
                 },
                 move |(appended, json)| {
                     if appended.duplicate {
@@ -206,10 +182,7 @@ impl MessageLog for MemoryLog {
         let pending = txn.open_table(PENDING).map_err(unavailable)?;
         let queue = txn.open_table(QUEUE).map_err(unavailable)?;
         let mut out = Vec::new();
-        for entry in pending
-            .range((chat_id, 0u64)..=(chat_id, u64::MAX))
-            .map_err(unavailable)?
-        {
+        for entry in pending.range((chat_id, 0u64)..=(chat_id, u64::MAX)).map_err(unavailable)? {
             let (_, position) = entry.map_err(unavailable)?;
             if let Some(bytes) = queue.get(position.value()).map_err(unavailable)? {
                 out.push(decode(bytes.value())?);
@@ -225,10 +198,7 @@ impl MessageLog for MemoryLog {
             let mut out = Vec::new();
             for entry in queue.iter().map_err(unavailable)?.take(max) {
                 let (position, bytes) = entry.map_err(unavailable)?;
-                out.push(Queued {
-                    token: position.value().to_string(),
-                    message: decode(bytes.value())?,
-                });
+                out.push(Queued { token: position.value().to_string(), message: decode(bytes.value())? });
             }
             Ok(out)
         };
@@ -251,8 +221,8 @@ impl MessageLog for MemoryLog {
                 let mut released = 0u64;
                 for position in positions {
                     if let Some(bytes) = queue.remove(position)? {
-                        let message: Message = serde_json::from_slice(bytes.value())
-                            .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+                        let message: Message =
+                            serde_json::from_slice(bytes.value()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
                         drop(bytes);
                         pending.remove((message.chat_id.as_str(), message.seq))?;
                         released += 1;
@@ -262,10 +232,7 @@ impl MessageLog for MemoryLog {
             })
             .await
             .map_err(unavailable)?;
-        let depth = self
-            .backlog
-            .fetch_sub(released, Ordering::SeqCst)
-            .saturating_sub(released);
+        let depth = self.backlog.fetch_sub(released, Ordering::SeqCst).saturating_sub(released);
         metrics::gauge!("coursechat_writebehind_queue_depth").set(depth as f64);
         Ok(())
     }

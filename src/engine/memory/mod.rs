@@ -68,24 +68,11 @@ pub fn start(
     limits: MemoryLimits,
 ) -> EngineResult<(Engine, mpsc::Receiver<Notice>)> {
     let (notices_tx, notices) = mpsc::channel(4096);
-    let log = Arc::new(log::MemoryLog::open(
-        data_dir,
-        hub.clone(),
-        limits.idempotency_window,
-    )?);
+    let log = Arc::new(log::MemoryLog::open(data_dir, hub.clone(), limits.idempotency_window)?);
     let presence = Arc::new(presence::MemoryPresence::new(timings.presence_grace));
     let typing = Arc::new(presence::MemoryTyping::new(timings.typing_ttl));
-    let limiter = Arc::new(limiter::MemoryLimiter::new(
-        limits.messages_per_second,
-        limits.message_burst,
-    ));
-    tokio::spawn(run_timers(
-        presence.clone(),
-        typing.clone(),
-        limiter.clone(),
-        log.clone(),
-        notices_tx,
-    ));
+    let limiter = Arc::new(limiter::MemoryLimiter::new(limits.messages_per_second, limits.message_burst));
+    tokio::spawn(run_timers(presence.clone(), typing.clone(), limiter.clone(), log.clone(), notices_tx));
     let engine = Engine {
         kind: "memory",
         log,
@@ -113,11 +100,7 @@ async fn run_timers(
         tick.tick().await;
         ticks += 1;
         let now = tokio::time::Instant::now();
-        let due: Vec<Notice> = presence
-            .sweep(now)
-            .into_iter()
-            .chain(typing.sweep(now))
-            .collect();
+        let due: Vec<Notice> = presence.sweep(now).into_iter().chain(typing.sweep(now)).collect();
         for notice in due {
             if notices.send(notice).await.is_err() {
                 return; // the node is shutting down
@@ -139,18 +122,11 @@ mod tests {
     use crate::store::embedded::EmbeddedStore;
 
     fn fast() -> Timings {
-        Timings {
-            presence_grace: Duration::from_millis(300),
-            typing_ttl: Duration::from_millis(300),
-        }
+        Timings { presence_grace: Duration::from_millis(300), typing_ttl: Duration::from_millis(300) }
     }
 
     fn limits() -> MemoryLimits {
-        MemoryLimits {
-            messages_per_second: 10,
-            message_burst: 20,
-            idempotency_window: Duration::from_secs(3600),
-        }
+        MemoryLimits { messages_per_second: 10, message_burst: 20, idempotency_window: Duration::from_secs(3600) }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,12 +142,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         let (engine, mut notices) = start(dir.path(), Hub::new(), store, fast(), limits()).unwrap();
-        contract_tests::presence_suite(
-            engine.presence.as_ref(),
-            &mut notices,
-            fast().presence_grace,
-        )
-        .await;
+        contract_tests::presence_suite(engine.presence.as_ref(), &mut notices, fast().presence_grace).await;
         contract_tests::typing_suite(engine.typing.as_ref(), &mut notices, fast().typing_ttl).await;
         contract_tests::rate_limiter_suite(engine.message_limiter.as_ref(), 20).await;
     }
@@ -181,8 +152,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let chat = crate::chat::ids::new_object_id();
         {
-            let log =
-                log::MemoryLog::open(dir.path(), Hub::new(), Duration::from_secs(3600)).unwrap();
+            let log = log::MemoryLog::open(dir.path(), Hub::new(), Duration::from_secs(3600)).unwrap();
             for cmid in ["a", "b"] {
                 let req = crate::engine::AppendRequest {
                     chat_id: chat.clone(),

@@ -31,10 +31,7 @@ pub struct MemoryPresence {
 
 impl MemoryPresence {
     pub fn new(grace: Duration) -> Self {
-        MemoryPresence {
-            users: Mutex::new(HashMap::new()),
-            grace,
-        }
+        MemoryPresence { users: Mutex::new(HashMap::new()), grace }
     }
 
     /// Ends the grace periods that are over.
@@ -42,10 +39,7 @@ impl MemoryPresence {
         let mut gone = Vec::new();
         self.users.lock().retain(|user, entry| match entry.leaving {
             Some((deadline, last_seen)) if entry.sockets == 0 && deadline <= now => {
-                gone.push(Notice::Offline {
-                    user: user.clone(),
-                    last_seen,
-                });
+                gone.push(Notice::Offline { user: user.clone(), last_seen });
                 false
             }
             _ => true,
@@ -65,13 +59,7 @@ impl Presence for MemoryPresence {
                 Ok(false)
             }
             None => {
-                users.insert(
-                    user.to_owned(),
-                    PresenceEntry {
-                        sockets: 1,
-                        leaving: None,
-                    },
-                );
+                users.insert(user.to_owned(), PresenceEntry { sockets: 1, leaving: None });
                 Ok(true)
             }
         }
@@ -100,29 +88,20 @@ pub struct MemoryTyping {
 
 impl MemoryTyping {
     pub fn new(ttl: Duration) -> Self {
-        MemoryTyping {
-            typing: Mutex::new(HashMap::new()),
-            ttl,
-        }
+        MemoryTyping { typing: Mutex::new(HashMap::new()), ttl }
     }
 
     /// Expires the typing states that were not renewed in time.
     pub fn sweep(&self, now: Instant) -> Vec<Notice> {
         let mut expired = Vec::new();
-        self.typing
-            .lock()
-            .retain(|(chat_id, user), (deadline, origin)| {
-                if *deadline <= now {
-                    expired.push(Notice::TypingExpired {
-                        chat_id: chat_id.clone(),
-                        user: user.clone(),
-                        origin: *origin,
-                    });
-                    false
-                } else {
-                    true
-                }
-            });
+        self.typing.lock().retain(|(chat_id, user), (deadline, origin)| {
+            if *deadline <= now {
+                expired.push(Notice::TypingExpired { chat_id: chat_id.clone(), user: user.clone(), origin: *origin });
+                false
+            } else {
+                true
+            }
+        });
         expired
     }
 }
@@ -131,18 +110,11 @@ impl MemoryTyping {
 impl Typing for MemoryTyping {
     async fn start(&self, chat_id: &str, user: &str, origin: SocketId) -> EngineResult<bool> {
         let deadline = Instant::now() + self.ttl;
-        let previous = self
-            .typing
-            .lock()
-            .insert((chat_id.to_owned(), user.to_owned()), (deadline, origin));
+        let previous = self.typing.lock().insert((chat_id.to_owned(), user.to_owned()), (deadline, origin));
         Ok(previous.is_none())
     }
 
     async fn stop(&self, chat_id: &str, user: &str) -> EngineResult<bool> {
-        Ok(self
-            .typing
-            .lock()
-            .remove(&(chat_id.to_owned(), user.to_owned()))
-            .is_some())
+        Ok(self.typing.lock().remove(&(chat_id.to_owned(), user.to_owned())).is_some())
     }
 }
