@@ -487,7 +487,20 @@ impl Session {
         };
         match event {
             ClientEvent::JoinChat(j) => {
-                let joined = service.join(&c.caller, &j.chat_id, j.last_seq).await?;
+                let joined = match service.join(&c.caller, &j.chat_id, j.last_seq).await {
+                    Ok(joined) => joined,
+                    Err(e) => {
+                        let code = e.code().as_str();
+                        state.audit.record(
+                            "join_chat",
+                            Some(&c.caller.user_id),
+                            Some(&j.chat_id),
+                            code,
+                            Some(self.peer),
+                        );
+                        return Err(e);
+                    }
+                };
                 if !c.rooms.contains(&joined.chat.id) {
                     if c.rooms.len() >= MAX_JOINED_CHATS {
                         return Err(ChatError::InvalidPayload(format!(

@@ -132,13 +132,18 @@ pub async fn handle(
         audited_user: None,
         audited_target: None,
     };
-    let response = route(&mut ctx).await.unwrap_or_else(ApiError::into_response);
-    let status = response.status();
-    metrics::counter!("coursechat_http_requests_total", "status" => status.as_u16().to_string()).increment(1);
+    let (response, result) = match route(&mut ctx).await {
+        Ok(response) => (response, "ok"),
+        Err(e) => {
+            let code = e.body.code.as_str();
+            (e.into_response(), code)
+        }
+    };
+    metrics::counter!("coursechat_http_requests_total", "status" => response.status().as_u16().to_string())
+        .increment(1);
     if is_api {
-        let result = if status.is_success() { "ok".to_owned() } else { status.as_u16().to_string() };
         let action = format!("{} {}", ctx.method, ctx.path);
-        state.audit.record(&action, ctx.audited_user.as_deref(), ctx.audited_target.as_deref(), &result, Some(peer));
+        state.audit.record(&action, ctx.audited_user.as_deref(), ctx.audited_target.as_deref(), result, Some(peer));
     }
     Ok(with_cors(response, cors_origin.as_deref()))
 }
