@@ -467,7 +467,7 @@ impl ChatService {
     async fn view(&self, viewer: &str, chat: Chat, courses: &mut HashMap<String, CourseRef>) -> ChatResult<ChatView> {
         let pending = self.engine.log.pending(&chat.id).await?;
         let read_seq = self.effective_read_seq(&chat.id, viewer, &pending).await?;
-        let (last_seq, updated_at, last_message) = match pending.into_iter().last().filter(|m| m.seq > chat.last_seq) {
+        let (last_seq, updated_at, last_message) = match pending.last().cloned().filter(|m| m.seq > chat.last_seq) {
             Some(m) => (m.seq, m.created_at, Some(m)),
             None => (chat.last_seq, chat.updated_at, chat.last_message.clone()),
         };
@@ -488,7 +488,8 @@ impl ChatService {
         for (id, online) in ids.into_iter().zip(online) {
             let role = if id == chat.tutor_id { Role::Tutor } else { Role::User };
             let name = self.store.user(&id).await?.map_or_else(|| id.clone(), |u| u.name);
-            people.push(Participant { id, name, role, online });
+            let read_seq = self.effective_read_seq(&chat.id, &id, &pending).await?.min(last_seq);
+            people.push(Participant { id, name, role, online, read_seq });
         }
         Ok(ChatView {
             id: chat.id,

@@ -13,11 +13,15 @@ pub struct CourseRef {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Participant {
     pub id: String,
     pub name: String,
     pub role: Role,
     pub online: bool,
+    /// How far this participant has read (coursechat's addition: lets a client show "Seen"
+    /// after a reload, before any `message_read` arrives).
+    pub read_seq: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

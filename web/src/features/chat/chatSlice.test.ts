@@ -151,6 +151,22 @@ describe('optimistic sends', () => {
 });
 
 describe('read cursors and unread counts', () => {
+  it('shows "Seen" after a reload from the read cursor the chat list carries', () => {
+    const withCursors = chat({
+      lastSeq: 2,
+      participants: [
+        { ...STUDENT, online: true, readSeq: 2 },
+        { ...TUTOR, online: false, readSeq: 2 },
+      ],
+    });
+    const s = run(
+      STUDENT,
+      fetchChats.fulfilled([withCursors], 'r'),
+      messagesReceived({ chatId: CHAT_ID, messages: [message(1), message(2, { senderId: STUDENT.id })] }),
+    );
+    expect(selectSeenSeq(root(s), CHAT_ID)).toBe(2);
+  });
+
   it('shows "Seen" once the other side reads my last message', () => {
     let s = run(
       STUDENT,

@@ -139,8 +139,10 @@ function upsertChat(state: ChatState, incoming: Chat) {
   if (existing && existing.readSeq > merged.readSeq) merged.readSeq = existing.readSeq;
   if (merged.readSeq >= merged.lastSeq) merged.unread = 0;
   chatsAdapter.setOne(state.chats, merged);
+  const cursors = (state.readByChat[incoming.id] ??= {});
   for (const p of incoming.participants) {
     if (!(p.id in state.onlineUsers)) state.onlineUsers[p.id] = p.online;
+    if (typeof p.readSeq === 'number') cursors[p.id] = Math.max(cursors[p.id] ?? 0, p.readSeq);
   }
 }
 

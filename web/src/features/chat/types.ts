@@ -34,6 +34,8 @@ export interface Participant {
   name: string;
   role: Role;
   online: boolean;
+  /** How far this participant has read (coursechat sends it; absent from older servers). */
+  readSeq?: number;
 }
 
 export interface Chat {
