@@ -222,6 +222,9 @@ async fn the_chat_list_has_unread_counts_and_most_recent_first() {
         (list.body["chats"][1]["readSeq"].as_u64(), list.body["chats"][1]["unread"].as_u64()),
         (Some(2), Some(0))
     );
+    // Each participant's cursor (coursechat's addition): the student sent both, the tutor read both.
+    let participants = &list.body["chats"][1]["participants"];
+    assert_eq!((participants[0]["readSeq"].as_u64(), participants[1]["readSeq"].as_u64()), (Some(2), Some(2)));
     assert_eq!(read(Some(50)).await.status, 204);
     let list = http(a, "GET", "/api/chats", Some(&f.tutor_token()), None, &[]).await;
     assert_eq!(list.body["chats"][1]["readSeq"], 2);
