@@ -136,6 +136,8 @@ struct Session {
     connect_deadline: Instant,
     /// A fragmented message being reassembled (bounded by the frame limit).
     partial: Option<(OpCode, BytesMut)>,
+    /// A write did not complete within the ping timeout.
+    stalled: bool,
 }
 
 enum Flow {
@@ -164,6 +166,7 @@ pub async fn run(ws: WebSocket<Stream>, state: Arc<AppState>, peer: SocketAddr) 
         ping_sent_at: now,
         awaiting_pong: false,
         partial: None,
+        stalled: false,
     };
     metrics::gauge!("coursechat_connections").increment(1.0);
     let end = session.serve(reader).await;
@@ -255,7 +258,7 @@ impl Session {
             self.awaiting_pong = true;
             self.ping_sent_at = now;
             if self.write(Bytes::from_static(b"2")).await.is_err() {
-                return Flow::End(End::TransportError);
+                return self.write_failed();
             }
         }
         Flow::Continue
@@ -264,13 +267,13 @@ impl Session {
     /// Writes a queued frame and whatever else is already queued behind it.
     async fn flush(&mut self, first: Bytes) -> Flow {
         if self.write(first).await.is_err() {
-            return Flow::End(End::TransportError);
+            return self.write_failed();
         }
         for _ in 0..64 {
             match self.outbound.try_recv() {
                 Ok(frame) => {
                     if self.write(frame).await.is_err() {
-                        return Flow::End(End::TransportError);
+                        return self.write_failed();
                     }
                 }
                 Err(_) => break,
@@ -280,16 +283,35 @@ impl Session {
     }
 
     async fn write(&mut self, frame: Bytes) -> Result<(), WebSocketError> {
-        self.writer.write_frame(Frame::text(Payload::Borrowed(&frame))).await
+        self.write_raw(Frame::text(Payload::Borrowed(&frame))).await
+    }
+
+    /// Writes one frame, giving up after the ping timeout: a client that takes nothing for that
+    /// long is a slow consumer (its kernel buffer is full), and waiting on it would keep this
+    /// task from noticing anything else.
+    async fn write_raw(&mut self, frame: Frame<'_>) -> Result<(), WebSocketError> {
+        let limit = self.state.config.limits.ping_timeout();
+        match tokio::time::timeout(limit, self.writer.write_frame(frame)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.stalled = true;
+                Err(WebSocketError::ConnectionClosed)
+            }
+        }
+    }
+
+    /// How a failed write ends the session.
+    fn write_failed(&self) -> Flow {
+        Flow::End(if self.stalled { End::SlowConsumer } else { End::TransportError })
     }
 
     async fn on_frame(&mut self, opcode: OpCode, fin: bool, payload: BytesMut) -> Flow {
         let max = self.state.config.limits.max_frame_bytes;
         match opcode {
             OpCode::Close => Flow::End(End::ClientClosed),
-            OpCode::Ping => match self.writer.write_frame(Frame::pong(Payload::Borrowed(&payload))).await {
+            OpCode::Ping => match self.write_raw(Frame::pong(Payload::Borrowed(&payload))).await {
                 Ok(()) => Flow::Continue,
-                Err(_) => Flow::End(End::TransportError),
+                Err(_) => self.write_failed(),
             },
             OpCode::Pong => Flow::Continue,
             OpCode::Continuation => {
@@ -339,7 +361,7 @@ impl Session {
                 let pong = EioPacket::Pong(data).encode();
                 match self.write(pong.into()).await {
                     Ok(()) => Flow::Continue,
-                    Err(_) => Flow::End(End::TransportError),
+                    Err(_) => self.write_failed(),
                 }
             }
             EioPacket::Close => Flow::End(End::ClientClosed),
@@ -433,7 +455,7 @@ impl Session {
         self.state.audit.record("socket_connect", Some(&caller.user_id), None, "ok", Some(self.peer));
         let ack = format!(r#"40{{"sid":"{:016x}"}}"#, self.socket_id);
         if self.write(Bytes::from(ack)).await.is_err() {
-            return Flow::End(End::TransportError);
+            return self.write_failed();
         }
         if let Err(e) = self.state.service.socket_opened(&caller).await {
             tracing::warn!(error = %e, "presence update failed");
@@ -586,8 +608,8 @@ impl Session {
             End::PingTimeout => (1000, b"ping timeout"),
             _ => (1000, b""),
         };
-        if end != End::TransportError {
-            let _ = self.writer.write_frame(Frame::close(code, reason)).await;
+        if end != End::TransportError && !self.stalled {
+            let _ = self.write_raw(Frame::close(code, reason)).await;
         }
     }
 }

@@ -336,3 +336,26 @@ async fn sends_past_the_burst_are_rate_limited() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(send(&mut s, &f.chat, "later", "ok").await["ok"], true, "the allowance refills");
 }
+
+#[tokio::test]
+async fn a_socket_that_stops_reading_is_disconnected_not_buffered() {
+    let server = Server::start(&[
+        ("CHAT_SOCKET_QUEUE", "8"),
+        ("CHAT_PING_TIMEOUT_MS", "1500"),
+        ("CHAT_PING_INTERVAL_MS", "60000"),
+        ("CHAT_MESSAGE_RATE", "100000"),
+        ("CHAT_MESSAGE_BURST", "100000"),
+    ]);
+    let f = fixture(&server).await;
+    let mut stuck = Client::connect(&server.addr, &f.tutor_token()).await.unwrap();
+    let mut sender = Client::connect(&server.addr, &f.student_token()).await.unwrap();
+    // More than the loopback socket buffers can hold, while `stuck` reads nothing.
+    let big = "x".repeat(3900);
+    for i in 0..5000 {
+        assert_eq!(send(&mut sender, &f.chat, &format!("m{i}"), &big).await["ok"], true, "the sender is never held up");
+    }
+    assert!(stuck.closed_within(Duration::from_secs(20)).await, "the slow consumer's transport is closed");
+    let metrics = http(&server.addr, "GET", "/metrics", None, None, &[]).await;
+    let text = String::from_utf8(metrics.raw).unwrap();
+    assert!(text.contains("reason=\"slow_consumer\""), "counted as a slow consumer");
+}
