@@ -220,4 +220,22 @@ mod tests {
         );
         assert!(v.verify(&no_aud).is_err());
     }
+
+    /// A throwaway P-256 key pair, made for this test only.
+    const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgegR977w+aXBHbqwd\nm5S6UvmITFSUeMmFeSgUQNu0lLqhRANCAAQ4mlWcXr30ut7t/7tGoquTdHYpQwRv\ngfIjtitYrcHJPnFbX1NxX4yweYPyJdw8AxVtDdswsgWjfnCTMOAi4zZb\n-----END PRIVATE KEY-----";
+    const EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEOJpVnF699Lre7f+7RqKrk3R2KUME\nb4HyI7YrWK3ByT5xW19TcV+MsHmD8iXcPAMVbQ3bMLIFo35wkzDgIuM2Ww==\n-----END PUBLIC KEY-----";
+
+    #[test]
+    fn es256_tokens_verify_against_the_public_key_and_hs256_ones_do_not() {
+        let pem = EC_PUBLIC.as_bytes().to_vec();
+        let v = Verifier::new(KeyConfig::PublicKey { pem, algorithm: Algorithm::ES256 }, 5, None, None).unwrap();
+        let claims = serde_json::json!({"sub":"u1","role":"user","exp":now()+60});
+        let key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
+        let es = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &key).unwrap();
+        assert_eq!(v.verify(&es).unwrap().caller.user_id, "u1");
+        // The algorithm is pinned: an HS256 token (say, signed with the public key as a secret) fails.
+        let hs = token(EC_PUBLIC.as_bytes(), claims, Algorithm::HS256);
+        assert_eq!(v.verify(&hs).unwrap_err().code(), ErrorCode::InvalidToken);
+        assert!(v.issue("u1", Role::User, None, 60).is_none(), "no signing key without a secret");
+    }
 }
