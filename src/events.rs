@@ -189,8 +189,22 @@ pub fn error_event(error: &ErrorBody, event: Option<&str>) -> Bytes {
 
 /// `44{"message","data":{"code"}}`: CONNECT refused.
 pub fn connect_error(code: ErrorCode, message: &str) -> Bytes {
+    connect_error_in(None, code, message)
+}
+
+/// CONNECT_ERROR for a namespace (`44/admin,{...}`), so the client's socket for that namespace
+/// hears back.
+pub fn connect_error_in(namespace: Option<&str>, code: ErrorCode, message: &str) -> Bytes {
     let data = serde_json::json!({ "message": message, "data": { "code": code } });
-    Bytes::from(encode_frame(SioKind::ConnectError, None, data.to_string().as_bytes()))
+    let mut out = vec![b'4'];
+    crate::protocol::socketio::encode_packet_into(
+        &mut out,
+        SioKind::ConnectError,
+        namespace,
+        None,
+        data.to_string().as_bytes(),
+    );
+    Bytes::from(out)
 }
 
 #[cfg(test)]

@@ -174,7 +174,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         );
     }
 
-    let connections = accept_loop(listener, state.clone()).await;
+    let (http_close, http_closing) = watch::channel(false);
+    let connections = accept_loop(listener, state.clone(), http_closing).await;
 
     // Drain: refuse, close sockets, wait for them, flush the queue, exit.
     let started = Instant::now();
@@ -183,6 +184,10 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let _ = state.drain.send(true);
     let all_sessions = max_sessions as u32;
     let _ = tokio::time::timeout_at(deadline.into(), state.sessions.acquire_many(all_sessions)).await;
+    // Open HTTP connections keep being served a little longer, so health checks on them see the
+    // 503 and requests in flight finish; then they close after their current request.
+    tokio::time::sleep_until((started + HTTP_LINGER).min(deadline).into()).await;
+    let _ = http_close.send(true);
     let _ = tokio::time::timeout_at(deadline.into(), connections.acquire_many(MAX_HTTP_CONNECTIONS as u32)).await;
     let _ = stop_writer.send(true);
     let _ = writer_task.await;
@@ -197,10 +202,12 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
 
 /// HTTP connections open at once (websocket sessions are counted apart, once upgraded).
 const MAX_HTTP_CONNECTIONS: usize = 10_000;
+/// How long open HTTP connections are still served after SIGTERM (readiness answers 503).
+const HTTP_LINGER: Duration = Duration::from_millis(500);
 
-/// Accepts until SIGTERM / SIGINT; returns the semaphore whose permits the open HTTP
-/// connections hold.
-async fn accept_loop(listener: TcpListener, state: Arc<AppState>) -> Arc<Semaphore> {
+/// Accepts until SIGTERM / SIGINT (then new connections are refused); returns the semaphore
+/// whose permits the open HTTP connections hold. Those close once `closing` turns true.
+async fn accept_loop(listener: TcpListener, state: Arc<AppState>, closing: watch::Receiver<bool>) -> Arc<Semaphore> {
     let connections = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
     let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -233,9 +240,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>) -> Arc<Semapho
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let mut closing = closing.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut drain = state.drain.subscribe();
             let service = {
                 let state = state.clone();
                 service_fn(move |req| crate::http::handle(state.clone(), req, peer))
@@ -253,7 +260,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>) -> Arc<Semapho
                         tracing::debug!(%peer, error = %e, "http connection ended");
                     }
                 }
-                _ = flagged(&mut drain) => {
+                _ = flagged(&mut closing) => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }

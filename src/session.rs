@@ -30,7 +30,7 @@ use crate::auth::{AuthError, Identity};
 use crate::chat::service::Draft;
 use crate::chat::{Caller, ChatError};
 use crate::error::{ErrorBody, ErrorCode};
-use crate::events::{ack_err, ack_ok, connect_error, decode_client_event, error_event, ClientEvent};
+use crate::events::{ack_err, ack_ok, connect_error, connect_error_in, decode_client_event, error_event, ClientEvent};
 use crate::hub::SocketHandle;
 use crate::protocol::{EioPacket, OpenPacket, SioHeader, SioKind};
 use crate::server::AppState;
@@ -384,6 +384,9 @@ impl Session {
             }
         };
         let data = &mut packet[header.data_offset..];
+        if header.namespace.is_some() && header.kind != SioKind::Connect {
+            return Flow::Continue; // packets of a namespace that was refused
+        }
         match header.kind {
             SioKind::Connect => self.on_connect(header.namespace.as_deref(), data).await,
             SioKind::Disconnect => Flow::End(End::ClientClosed),
@@ -402,12 +405,14 @@ impl Session {
     }
 
     async fn on_connect(&mut self, namespace: Option<&str>, data: &mut [u8]) -> Flow {
-        if self.connected.is_some() {
+        if namespace.is_some() {
+            // Only `/` is served. The refusal names the namespace so that client socket hears
+            // back; a socket of `/` on the same connection is unaffected.
+            let _ = self.write(connect_error_in(namespace, ErrorCode::InvalidPayload, "Invalid namespace")).await;
             return Flow::Continue;
         }
-        if namespace.is_some() {
-            let _ = self.write(connect_error(ErrorCode::InvalidPayload, "Invalid namespace")).await;
-            return Flow::End(End::ConnectRefused);
+        if self.connected.is_some() {
+            return Flow::Continue; // `/` is connected already
         }
         #[derive(serde::Deserialize, Default)]
         struct Auth {
@@ -444,7 +449,7 @@ impl Session {
         let caller = identity.caller;
         let handle = Arc::new(SocketHandle::new(self.socket_id, caller.user_id.clone(), queue));
         self.state.hub.register(handle.clone());
-        let expires_at = expiry_instant(identity.exp);
+        let expires_at = expiry_instant(identity.exp, self.state.config.jwt_leeway);
         self.connected = Some(Connected {
             caller: caller.clone(),
             handle,
@@ -580,7 +585,7 @@ impl Session {
                 if identity.caller.user_id != c.caller.user_id {
                     return Err(ChatError::Forbidden("the new token names another user".into()));
                 }
-                c.expires_at = expiry_instant(identity.exp);
+                c.expires_at = expiry_instant(identity.exp, state.config.jwt_leeway);
                 c.caller.role = identity.caller.role;
                 #[derive(Serialize)]
                 struct Refreshed {
@@ -645,9 +650,11 @@ impl Reply {
     }
 }
 
-/// The instant a token expires, from its `exp` in seconds since the epoch.
-fn expiry_instant(exp: u64) -> Instant {
+/// The instant a live socket's token counts as expired: `exp` (seconds since the epoch) plus the
+/// clock leeway, the same rule that admitted the token at CONNECT, so a token is never accepted
+/// and cut off in the same instant.
+fn expiry_instant(exp: u64, leeway_secs: u64) -> Instant {
     let now_ms = crate::time::Timestamp::now().millis().max(0) as u64;
-    let left = (exp * 1000).saturating_sub(now_ms);
+    let left = ((exp + leeway_secs) * 1000).saturating_sub(now_ms);
     Instant::now() + std::time::Duration::from_millis(left)
 }

@@ -40,7 +40,8 @@ async fn presence_goes_online_and_offline_after_the_grace_period_without_flappin
 
 #[tokio::test]
 async fn an_expiring_token_ends_the_session_unless_refreshed() {
-    let server = Server::start(&[]);
+    // A live socket ends at exp + leeway, the rule that admitted its token.
+    let server = Server::start(&[("CHAT_JWT_LEEWAY", "1")]);
     let f = fixture(&server).await;
     let mut short = Client::connect(&server.addr, &token(&f.student, "user", 2)).await.unwrap();
     let mut refreshed = Client::connect(&server.addr, &token(&f.student, "user", 2)).await.unwrap();
@@ -143,4 +144,27 @@ async fn the_audit_log_records_calls_connections_and_joins_without_content() {
     assert!(join["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(join["time"].as_str().unwrap().ends_with('Z'));
     assert!(!log.contains("a secret message"));
+}
+
+#[tokio::test]
+async fn readiness_turns_503_at_once_on_sigterm_for_open_connections() {
+    let mut server = Server::start(&[]);
+    let f = fixture(&server).await;
+    let _socket = Client::connect(&server.addr, &f.student_token()).await.unwrap();
+    // A keep-alive connection a load balancer would use for health checks.
+    let mut probe = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let ask = format!("GET /readyz HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    probe.write_all(ask.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = probe.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let pid_done = tokio::task::spawn_blocking(move || server.terminate());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    probe.write_all(ask.as_bytes()).await.unwrap();
+    let n = probe.read(&mut buf).await.unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("draining"));
+    assert!(pid_done.await.unwrap().success());
 }

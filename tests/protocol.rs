@@ -152,3 +152,18 @@ async fn frames_over_the_limit_close_the_socket_without_harming_others() {
     let ack = other.call("leave_chat", json!({"chatId": "6b0600f7677ef21ca5990c95"})).await;
     assert_eq!(ack["ok"], true);
 }
+
+#[tokio::test]
+async fn other_namespaces_are_refused_by_name_and_the_root_socket_stays() {
+    let server = Server::start(&[]);
+    let tok = token("u1", "user", 60);
+    let mut c = Client::connect(&server.addr, &tok).await.unwrap();
+    c.send_raw(&format!("40/admin,{}", json!({"token": tok}))).await;
+    c.send_raw(r#"42/admin,["leave_chat",{"chatId":"x"}]"#).await;
+    let ack = c.call("leave_chat", json!({"chatId": "6b0600f7677ef21ca5990c95"})).await;
+    assert_eq!(ack["ok"], true, "the root socket is unaffected");
+    assert!(!c.closed);
+    let refusal = c.other.iter().find(|p| p.starts_with("44/admin,")).expect("CONNECT_ERROR naming /admin");
+    let body: serde_json::Value = serde_json::from_str(&refusal["44/admin,".len()..]).unwrap();
+    assert_eq!(body["data"]["code"], "invalid_payload");
+}

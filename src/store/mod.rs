@@ -7,6 +7,7 @@
 //! outage delays history, never a send. Everything else is written through.
 
 pub mod embedded;
+pub mod mongo;
 pub mod writer;
 
 #[cfg(test)]

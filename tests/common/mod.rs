@@ -312,6 +312,8 @@ pub struct Client {
     pub inbox: VecDeque<(String, Value)>,
     /// Acks received while waiting for another ack.
     acks: VecDeque<(u64, Value)>,
+    /// Packets that are neither events nor acks (CONNECT_ERROR of a namespace, DISCONNECT...).
+    pub other: Vec<String>,
     pub sid: String,
     /// Whether the server sent a Socket.IO DISCONNECT.
     pub server_disconnected: bool,
@@ -385,6 +387,7 @@ impl Client {
             next_ack: 0,
             inbox: VecDeque::new(),
             acks: VecDeque::new(),
+            other: Vec::new(),
             sid: String::new(),
             server_disconnected: false,
             closed: false,
@@ -459,6 +462,8 @@ impl Client {
             let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
             let v: Value = serde_json::from_str(&rest[digits.len()..]).unwrap();
             self.acks.push_back((digits.parse().unwrap(), v[0].clone()));
+        } else {
+            self.other.push(text);
         }
         true
     }

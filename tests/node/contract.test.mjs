@@ -14,7 +14,7 @@ import {
   startServer, setupCourse, createChat, connect, connectExpectError, rawSocket, emitAck, mint, uid,
   api, apiOk, putUser, putCourse, enroll, unenroll, send, sendOk,
   waitFor, waitForEntry, mark, eventsSince, waitDisconnect, sleep, rawUpgrade, isErrorBody,
-  rawEio, HEX24, RFC3339_MS_Z,
+  rawEio, shape, hasKeys, ANY, reportExtraFields, HEX24, RFC3339_MS_Z,
 } from './helpers.mjs';
 
 const QUIET_MS = 400;
@@ -30,6 +30,7 @@ before(async () => {
   srv = await startServer({ env: { CHAT_AUDIT_LOG: auditFile } });
 });
 after(async () => {
+  reportExtraFields();
   await srv?.stop();
   if (auditDir) rmSync(auditDir, { recursive: true, force: true });
 });
@@ -41,7 +42,7 @@ const MESSAGE_KEYS = ['chatId', 'clientMsgId', 'content', 'createdAt', 'id', 'se
 function assertMessage(m, expect = {}) {
   assert.equal(typeof m, 'object', 'message is an object');
   assert.ok(m !== null);
-  for (const k of MESSAGE_KEYS) assert.ok(k in m, `message has "${k}": ${JSON.stringify(m)}`);
+  hasKeys(m, MESSAGE_KEYS, 'message');
   assert.match(m.id, HEX24, 'message id: 24-char lowercase hex ObjectId');
   assert.match(m.chatId, HEX24, 'chatId: 24-char lowercase hex ObjectId');
   assert.ok(Number.isInteger(m.seq) && m.seq >= 1, 'seq is an integer >= 1');
@@ -54,17 +55,15 @@ function assertMessage(m, expect = {}) {
 
 function assertChat(c, { id, courseId, title, participantIds } = {}) {
   assert.equal(typeof c, 'object');
-  for (const k of ['id', 'course', 'participants', 'lastMessage', 'lastSeq', 'unread', 'readSeq', 'createdAt', 'updatedAt']) {
-    assert.ok(k in c, `chat has "${k}": ${JSON.stringify(c)}`);
-  }
+  hasKeys(c, ['id', 'course', 'participants', 'lastMessage', 'lastSeq', 'unread', 'readSeq', 'createdAt', 'updatedAt'], 'chat');
   assert.match(c.id, HEX24, 'chat id: 24-char lowercase hex ObjectId');
   if (id) assert.equal(c.id, id);
-  assert.deepEqual(Object.keys(c.course).sort(), ['id', 'title'], 'course is {id,title}');
+  hasKeys(c.course, ['id', 'title'], 'chat.course');
   if (courseId) assert.equal(c.course.id, courseId);
   if (title) assert.equal(c.course.title, title);
   assert.ok(Array.isArray(c.participants) && c.participants.length === 2, 'two participants');
   for (const p of c.participants) {
-    assert.deepEqual(Object.keys(p).sort(), ['id', 'name', 'online', 'role'], `participant is {id,name,role,online}: ${JSON.stringify(p)}`);
+    hasKeys(p, ['id', 'name', 'role', 'online'], 'chat.participants[]');
     assert.equal(typeof p.online, 'boolean');
     assert.equal(typeof p.name, 'string');
   }
@@ -180,7 +179,7 @@ describe('Identity: HTTP bearer token', () => {
     const long = mint(srv, `${'Ab9_-'.repeat(12)}abcd`, 'user'); // 64 chars
     const r = await api(srv, 'GET', '/api/chats', { token: long });
     assert.equal(r.status, 200, `64-char sub is valid: ${r.status} ${r.text}`);
-    assert.deepEqual(r.body, { chats: [] });
+    shape(r.body, { chats: [] }, 'GET /api/chats answer');
   });
 
   test('the token name updates the caller\'s user record (seen by the chat partner)', async () => {
@@ -239,7 +238,7 @@ describe('Identity: Socket.IO CONNECT auth', () => {
     assert.equal(r.err.data?.code, 'token_expired', `data: ${JSON.stringify(r.err.data)}`);
     assert.equal(typeof r.err.message, 'string');
     assert.ok(r.err.message.length > 0);
-    assert.deepEqual(Object.keys(r.err.data), ['code'], 'data is {code} (contract: {"message":..., "data":{"code":...}})');
+    hasKeys(r.err.data, ['code'], 'CONNECT_ERROR data');
     assert.equal(r.socket.log.filter((e) => !e.event.startsWith('$')).length, 0, 'nothing else is sent after CONNECT_ERROR');
   });
 
@@ -257,8 +256,8 @@ describe('Identity: Socket.IO CONNECT auth', () => {
       r.send(`40${JSON.stringify({ token })}`);
       const ce = await r.waitFrame((f) => f.startsWith('44'));
       const body = JSON.parse(ce.text.slice(2));
-      assert.deepEqual(Object.keys(body).sort(), ['data', 'message'], `${what}: CONNECT_ERROR payload ${ce.text}`);
-      assert.deepEqual(body.data, { code });
+      shape(body, { message: ANY, data: ANY }, 'CONNECT_ERROR payload');
+      shape(body.data, { code }, 'CONNECT_ERROR data');
       assert.equal(typeof body.message, 'string');
       const closed = await r.waitClose(3000);
       assert.ok(closed, `${what}: "After CONNECT_ERROR the server closes the connection" — still open 3 s later`);
@@ -330,21 +329,23 @@ describe('Admin API', () => {
     const cid = uid('c');
     const u = await api(srv, 'PUT', `/api/admin/users/${uidT}`, { token: srv.adminToken, body: { name: 'Tina Tutor', role: 'tutor' } });
     assert.equal(u.status, 200, u.text);
-    assert.deepEqual(u.body, { user: { id: uidT, name: 'Tina Tutor', role: 'tutor' } });
+    hasKeys(u.body, ['user'], 'PUT user answer');
+    shape(u.body.user, { id: uidT, name: 'Tina Tutor', role: 'tutor' }, 'user');
     const u2 = await api(srv, 'PUT', `/api/admin/users/${uidS}`, { token: srv.adminToken, body: { name: 'Sam', role: 'user' } });
-    assert.deepEqual(u2.body, { user: { id: uidS, name: 'Sam', role: 'user' } });
+    shape(u2.body.user, { id: uidS, name: 'Sam', role: 'user' }, 'user');
     const u3 = await api(srv, 'PUT', `/api/admin/users/${uidS}`, { token: srv.adminToken, body: { name: 'Sam Renamed', role: 'user' } });
     assert.equal(u3.status, 200);
-    assert.deepEqual(u3.body, { user: { id: uidS, name: 'Sam Renamed', role: 'user' } }, 'PUT updates');
+    shape(u3.body.user, { id: uidS, name: 'Sam Renamed', role: 'user' }, 'user');
 
     const c = await api(srv, 'PUT', `/api/admin/courses/${cid}`, { token: srv.adminToken, body: { title: 'Rust 101', tutorIds: [uidT] } });
     assert.equal(c.status, 200, c.text);
-    assert.deepEqual(c.body, { course: { id: cid, title: 'Rust 101', tutorIds: [uidT] } });
+    hasKeys(c.body, ['course'], 'PUT course answer');
+    shape(c.body.course, { id: cid, title: 'Rust 101', tutorIds: [uidT] }, 'course');
 
     const e = await api(srv, 'PUT', '/api/admin/enrollments', { token: srv.adminToken, body: { userId: uidS, courseId: cid } });
     assert.equal(e.status, 200, e.text);
-    assert.deepEqual(Object.keys(e.body), ['enrollment']);
-    assert.deepEqual(Object.keys(e.body.enrollment).sort(), ['courseId', 'purchasedAt', 'userId']);
+    hasKeys(e.body, ['enrollment'], 'PUT enrollment answer');
+    hasKeys(e.body.enrollment, ['userId', 'courseId', 'purchasedAt'], 'enrollment');
     assert.equal(e.body.enrollment.userId, uidS);
     assert.equal(e.body.enrollment.courseId, cid);
     assert.equal(typeof e.body.enrollment.purchasedAt, 'string');
@@ -371,7 +372,7 @@ describe('REST: chats', () => {
     const [T] = w.tutors;
     const r1 = await api(srv, 'POST', '/api/chats', { token: A.token, body: { participantId: T.id, courseId: w.courseId } });
     assert.equal(r1.status, 201, r1.text);
-    assert.deepEqual(Object.keys(r1.body), ['chat']);
+    hasKeys(r1.body, ['chat'], 'POST /api/chats answer');
     assertChat(r1.body.chat, { courseId: w.courseId, title: w.title, participantIds: [A.id, T.id] });
     assert.equal(r1.body.chat.lastMessage, null);
     assert.equal(r1.body.chat.lastSeq, 0);
@@ -510,7 +511,7 @@ describe('REST: chats', () => {
 
 describe('REST: PUT /api/chats/:chatId/read cursor rules', () => {
   test('204; default latest; above latest → latest; below the cursor → no change', async () => {
-    const { A, T, chat, a } = await pair(srv, { join: false });
+    const { T, chat, a } = await pair(srv, { join: false });
     for (let i = 1; i <= 5; i++) await sendOk(a, chat.id, `m${i}`);
     let v = await chatView(srv, T.token, chat.id);
     assert.deepEqual([v.readSeq, v.unread, v.lastSeq], [0, 5, 5]);
@@ -541,7 +542,6 @@ describe('REST: PUT /api/chats/:chatId/read cursor rules', () => {
     await sendOk(a, chat.id, 'm7');
     v = await chatView(srv, T.token, chat.id);
     assert.deepEqual([v.readSeq, v.unread, v.lastSeq], [6, 1, 7], 'cursor stored as latest, not 999');
-    void A;
   });
 
   test('bad seq → 400 invalid_payload', async () => {
@@ -574,26 +574,33 @@ describe('REST: people', () => {
     const tokT1 = mint(srv, T1.id, 'tutor');
     const tokT3 = mint(srv, T3.id, 'tutor');
     const sortCourses = (cs) => [...cs].sort((x, y) => x.id.localeCompare(y.id));
-    const norm = (list) => list.map((x) => ({ ...x, courses: sortCourses(x.courses) })).sort((x, y) => x.id.localeCompare(y.id));
+    const norm = (list) => list.map((x) => ({ id: x.id, name: x.name, online: x.online, courses: sortCourses(x.courses.map((c) => ({ id: c.id, title: c.title }))) })).sort((x, y) => x.id.localeCompare(y.id));
 
     const t1sock = await connect(srv, tokT1);
     await sleep(100);
     let r = await apiOk(srv, 'GET', '/api/users/available-tutors', 200, { token: tokA });
-    assert.deepEqual(Object.keys(r), ['tutors']);
-    for (const t of r.tutors) assert.deepEqual(Object.keys(t).sort(), ['courses', 'id', 'name', 'online']);
+    hasKeys(r, ['tutors'], 'available-tutors answer');
+    for (const t of r.tutors) {
+      hasKeys(t, ['id', 'name', 'online', 'courses'], 'tutors[]');
+      for (const c of t.courses) hasKeys(c, ['id', 'title'], 'tutors[].courses[]');
+    }
     assert.deepEqual(norm(r.tutors), [
       { id: T1.id, name: T1.name, online: true, courses: sortCourses([C1, C2]) },
       { id: T2.id, name: T2.name, online: false, courses: [C2] },
     ]);
 
     r = await apiOk(srv, 'GET', '/api/tutors/students', 200, { token: tokT1 });
-    assert.deepEqual(Object.keys(r), ['students']);
+    hasKeys(r, ['students'], 'tutors/students answer');
+    for (const t of r.students) {
+      hasKeys(t, ['id', 'name', 'online', 'courses'], 'students[]');
+      for (const c of t.courses) hasKeys(c, ['id', 'title'], 'students[].courses[]');
+    }
     assert.deepEqual(norm(r.students), [
       { id: A.id, name: A.name, online: false, courses: sortCourses([C1, C2]) },
       { id: B.id, name: B.name, online: false, courses: [C2] },
     ]);
     r = await apiOk(srv, 'GET', '/api/tutors/students', 200, { token: tokT3 });
-    assert.deepEqual(r, { students: [] });
+    shape(r, { students: [] }, 'tutors/students answer');
 
     // revocation shows up within 1 s
     await unenroll(srv, A.id, C1.id);
@@ -601,7 +608,7 @@ describe('REST: people', () => {
     r = await apiOk(srv, 'GET', '/api/users/available-tutors', 200, { token: tokA });
     assert.deepEqual(norm(r.tutors).map((t) => [t.id, t.courses.map((c) => c.id)]), [[T1.id, [C2.id]], [T2.id, [C2.id]]]);
     r = await apiOk(srv, 'GET', '/api/users/available-tutors', 200, { token: mint(srv, uid('nobody'), 'user') });
-    assert.deepEqual(r, { tutors: [] }, 'no purchased courses: no tutors');
+    shape(r, { tutors: [] }, 'available-tutors answer');
     t1sock.disconnect();
   });
 });
@@ -611,15 +618,15 @@ describe('REST: blocks', () => {
     const { A, T, chat, a, t } = await pair(srv);
     const r1 = await api(srv, 'POST', '/api/blocks', { token: T.token, body: { userId: A.id } });
     assert.equal(r1.status, 201, r1.text);
-    assert.deepEqual(Object.keys(r1.body), ['block']);
-    assert.deepEqual(Object.keys(r1.body.block).sort(), ['createdAt', 'userId']);
+    hasKeys(r1.body, ['block'], 'POST /api/blocks answer');
+    hasKeys(r1.body.block, ['userId', 'createdAt'], 'block');
     assert.equal(r1.body.block.userId, A.id);
     assert.match(r1.body.block.createdAt, RFC3339_MS_Z);
     const r2 = await api(srv, 'POST', '/api/blocks', { token: T.token, body: { userId: A.id } });
     assert.equal(r2.status, 200, `existing block: ${r2.text}`);
     assert.deepEqual(r2.body, r1.body, 'the existing block is returned');
     const list = await apiOk(srv, 'GET', '/api/blocks', 200, { token: T.token });
-    assert.deepEqual(list, { blocks: [r1.body.block] });
+    shape(list, { blocks: [r1.body.block] }, 'GET /api/blocks answer');
 
     const ack = await send(a, chat.id, 'let me in');
     assertAckError(ack, 'blocked', 'blocked sender');
@@ -635,7 +642,7 @@ describe('REST: blocks', () => {
 
     const d = await api(srv, 'DELETE', `/api/blocks/${A.id}`, { token: T.token });
     assert.equal(d.status, 204, d.text);
-    assert.deepEqual(await apiOk(srv, 'GET', '/api/blocks', 200, { token: T.token }), { blocks: [] });
+    shape(await apiOk(srv, 'GET', '/api/blocks', 200, { token: T.token }), { blocks: [] }, 'GET /api/blocks answer');
     await sendOk(a, chat.id, 'unblocked');
   });
 
@@ -658,7 +665,7 @@ describe('Socket.IO: join_chat / leave_chat', () => {
     const t = await connect(srv, T.token);
     let ack = await emitAck(t, 'join_chat', { chatId: chat.id });
     assert.equal(ack.ok, true, JSON.stringify(ack));
-    assert.deepEqual(Object.keys(ack).sort(), ['chat', 'hasMore', 'missed', 'ok']);
+    hasKeys(ack, ['ok', 'chat', 'missed', 'hasMore'], 'join_chat ack');
     assertChat(ack.chat, { id: chat.id, participantIds: [A.id, T.id] });
     assert.deepEqual(ack.missed, [], 'no lastSeq: missed is empty');
     assert.equal(ack.hasMore, false);
@@ -694,7 +701,7 @@ describe('Socket.IO: join_chat / leave_chat', () => {
   test('leave_chat → {ok}; the socket stops getting typing indicators but still gets message_received', async () => {
     const { chat, a, t } = await pair(srv);
     const ack = await emitAck(t, 'leave_chat', { chatId: chat.id });
-    assert.deepEqual(ack, { ok: true });
+    shape(ack, { ok: true }, 'leave_chat ack');
     const m0 = mark(t);
     a.emit('typing_start', { chatId: chat.id });
     await sleep(QUIET_MS);
@@ -710,7 +717,7 @@ describe('Socket.IO: send_message', () => {
   test('ack {ok:true, message} with the full message shape; seq 1,2,3; type defaults to text', async () => {
     const { A, T, chat, a, t } = await pair(srv);
     const m1 = await emitAck(a, 'send_message', { chatId: chat.id, clientMsgId: 'c-1', content: 'hello' });
-    assert.deepEqual(Object.keys(m1).sort(), ['message', 'ok']);
+    hasKeys(m1, ['ok', 'message'], 'send_message ack');
     assert.equal(m1.ok, true);
     assertMessage(m1.message, { chatId: chat.id, seq: 1, senderId: A.id, senderType: 'user', type: 'text', content: 'hello', clientMsgId: 'c-1' });
     const m2 = await emitAck(t, 'send_message', { chatId: chat.id, clientMsgId: 'c-2', content: 'hi', type: 'text' });
@@ -731,7 +738,7 @@ describe('Socket.IO: send_message', () => {
     const m = await sendOk(a, chat.id, 'to everyone (nobody joined the room)');
     for (const k of ['a2', 't', 't2']) {
       const got = await waitFor(socks[k], 'message_received', (d) => d?.message?.id === m.id, 3000, { from: marks[k] });
-      assert.deepEqual(got, { message: m }, `${k}: message_received {message}`);
+      shape(got, { message: m }, 'message_received');
     }
     await sleep(QUIET_MS);
     for (const [k, s] of Object.entries(socks)) {
@@ -845,11 +852,11 @@ describe('Socket.IO: send_message', () => {
     const marksT = mark(t);
     const marksA2 = mark(a2);
     const again = await send(a, chat.id, 'original', { clientMsgId: 'dup-1' });
-    assert.deepEqual(again, { ok: true, message: first }, 'same socket repeat returns the first message');
+    shape(again, { ok: true, message: first }, 'send_message ack'); // 'same socket repeat returns the first message'
     const changed = await send(a, chat.id, 'different content', { clientMsgId: 'dup-1' });
-    assert.deepEqual(changed, { ok: true, message: first }, 'repeat with other content still returns the first message');
+    shape(changed, { ok: true, message: first }, 'send_message ack'); // 'repeat with other content still returns the first message'
     const otherDevice = await send(a2, chat.id, 'original', { clientMsgId: 'dup-1' });
-    assert.deepEqual(otherDevice, { ok: true, message: first }, 'scope is (chat, sender), not socket');
+    shape(otherDevice, { ok: true, message: first }, 'send_message ack'); // 'scope is (chat, sender), not socket'
     await sleep(QUIET_MS);
     assert.equal(eventsSince(t, marksT, 'message_received').length, 0, 'a repeat is not delivered again (exactly once per socket)');
     assert.equal(eventsSince(a2, marksA2, 'message_received').length, 0, 'a repeat is not delivered again');
@@ -865,7 +872,6 @@ describe('Socket.IO: send_message', () => {
     assert.equal(byTutor.clientMsgId, 'dup-1');
 
     // same sender, another chat: a different scope
-    const T2 = T; void T2;
     const other = await setupCourse(srv, { students: 0, tutors: 1 });
     await enroll(srv, A.id, other.courseId);
     const { chat: chat2 } = await createChat(srv, A.token, other.tutors[0].id, other.courseId);
@@ -930,10 +936,10 @@ describe('Socket.IO: mark_read, typing, acks of every event', () => {
     const all = [a, a2, t, t2];
     let marks = all.map(mark);
     const ack = await emitAck(t, 'mark_read', { chatId: chat.id, seq: 2 });
-    assert.deepEqual(ack, { ok: true });
+    shape(ack, { ok: true }, 'mark_read ack');
     for (const [i, s] of all.entries()) {
       const ev = await waitFor(s, 'message_read', (d) => d?.userId === T.id, 3000, { from: marks[i] });
-      assert.deepEqual(Object.keys(ev).sort(), ['chatId', 'readAt', 'seq', 'userId']);
+      hasKeys(ev, ['chatId', 'userId', 'seq', 'readAt'], 'message_read');
       assert.deepEqual([ev.chatId, ev.userId, ev.seq], [chat.id, T.id, 2]);
       assert.match(ev.readAt, RFC3339_MS_Z);
     }
@@ -941,13 +947,13 @@ describe('Socket.IO: mark_read, typing, acks of every event', () => {
     assert.deepEqual([v.readSeq, v.unread], [2, 2]);
 
     // below the cursor: no change
-    assert.deepEqual(await emitAck(t, 'mark_read', { chatId: chat.id, seq: 1 }), { ok: true });
+    shape(await emitAck(t, 'mark_read', { chatId: chat.id, seq: 1 }), { ok: true }, 'mark_read ack');
     v = await chatView(srv, T.token, chat.id);
     assert.deepEqual([v.readSeq, v.unread], [2, 2], 'the cursor never moves back');
 
     // above latest: latest
     marks = all.map(mark);
-    assert.deepEqual(await emitAck(t2, 'mark_read', { chatId: chat.id, seq: 1000 }), { ok: true });
+    shape(await emitAck(t2, 'mark_read', { chatId: chat.id, seq: 1000 }), { ok: true }, 'mark_read ack');
     for (const [i, s] of all.entries()) {
       const ev = await waitFor(s, 'message_read', (d) => d?.userId === T.id, 3000, { from: marks[i] });
       assert.equal(ev.seq, 4, 'above latest → latest');
@@ -969,27 +975,26 @@ describe('Socket.IO: mark_read, typing, acks of every event', () => {
     assert.deepEqual(await emitAck(a2, 'join_chat', { chatId: chat.id }).then((x) => x.ok), true);
     const marks = [a, a2, t, tNotJoined].map(mark);
     const ack = await emitAck(a, 'typing_start', { chatId: chat.id });
-    assert.deepEqual(ack, { ok: true });
+    shape(ack, { ok: true }, 'typing_start ack');
     for (const [i, s] of [[1, a2], [2, t]]) {
       const ev = await waitFor(s, 'typing_indicator', () => true, 3000, { from: marks[i] });
-      assert.deepEqual(ev, { chatId: chat.id, userId: A.id, isTyping: true });
+      shape(ev, { chatId: chat.id, userId: A.id, isTyping: true }, 'typing_indicator');
     }
     await sleep(QUIET_MS);
     assert.deepEqual(eventsSince(a, marks[0], 'typing_indicator'), [], 'not to the typing socket');
     assert.deepEqual(eventsSince(tNotJoined, marks[3], 'typing_indicator'), [], 'not to a socket outside the room');
     const m2 = mark(t);
-    assert.deepEqual(await emitAck(a, 'typing_stop', { chatId: chat.id }), { ok: true });
+    shape(await emitAck(a, 'typing_stop', { chatId: chat.id }), { ok: true }, 'typing_stop ack');
     const ev = await waitFor(t, 'typing_indicator', () => true, 3000, { from: m2 });
-    assert.deepEqual(ev, { chatId: chat.id, userId: A.id, isTyping: false });
-    assert.deepEqual(await emitAck(a, 'leave_chat', { chatId: chat.id }), { ok: true });
-    void T;
+    shape(ev, { chatId: chat.id, userId: A.id, isTyping: false }, 'typing_indicator');
+    shape(await emitAck(a, 'leave_chat', { chatId: chat.id }), { ok: true }, 'leave_chat ack');
   });
 
   test('refresh_token: {ok, exp} for a later token of the same user; another user\'s, garbage or expired token refused', async () => {
     const { A, B, a } = await pair(srv, { students: 2 });
     const exp = now() + 7200;
     const ack = await emitAck(a, 'refresh_token', { token: mint(srv, A.id, 'user', { exp }) });
-    assert.deepEqual(ack, { ok: true, exp });
+    shape(ack, { ok: true, exp }, 'refresh_token ack');
     const other = await emitAck(a, 'refresh_token', { token: mint(srv, B.id, 'user', { exp }) });
     assert.equal(other.ok, false, `a token naming another user must be refused: ${JSON.stringify(other)}`);
     assert.equal(typeof other.error?.code, 'string');
@@ -1073,8 +1078,8 @@ describe('Timing: presence, typing expiry, token expiry (concurrent)', { concurr
     const mb = mark(b);
     const a = await connect(srv, A.token);
     const on = await waitFor(t, 'user_online', (d) => d?.userId === A.id, 3000, { from: mt });
-    assert.deepEqual(on, { userId: A.id });
-    assert.deepEqual(await waitFor(t2, 'user_online', (d) => d?.userId === A.id, 3000, { from: mt2 }), { userId: A.id });
+    shape(on, { userId: A.id }, 'user_online');
+    shape(await waitFor(t2, 'user_online', (d) => d?.userId === A.id, 3000, { from: mt2 }), { userId: A.id }, 'user_online');
     let v = await chatView(srv, T.token, chat.id);
     assert.equal(v.participants.find((p) => p.id === A.id).online, true);
 
@@ -1084,7 +1089,7 @@ describe('Timing: presence, typing expiry, token expiry (concurrent)', { concurr
     const dt = off.at - t0;
     assert.ok(dt >= 4500, `user_offline after ${dt} ms; a reconnect within 5 s must send nothing, so not before ~5 s`);
     assert.ok(dt <= 8000, `user_offline after ${dt} ms (expected ~5 s)`);
-    assert.deepEqual(Object.keys(off.data).sort(), ['lastSeen', 'userId']);
+    hasKeys(off.data, ['userId', 'lastSeen'], 'user_offline');
     assert.match(off.data.lastSeen, RFC3339_MS_Z, 'lastSeen: RFC 3339 UTC ms');
     const ls = Date.parse(off.data.lastSeen);
     assert.ok(ls >= t0 - 2000 && ls <= off.at + 1000, `lastSeen ${off.data.lastSeen} is around the disconnect`);
@@ -1142,7 +1147,7 @@ describe('Timing: presence, typing expiry, token expiry (concurrent)', { concurr
     await waitFor(t, 'typing_indicator', (d) => d?.isTyping === true, 3000, { from: mt });
     const stop = await waitForEntry(t, 'typing_indicator', (d) => d?.isTyping === false, 10000, { from: mt });
     const dt = stop.at - t0;
-    assert.deepEqual(stop.data, { chatId: chat.id, userId: A.id, isTyping: false });
+    shape(stop.data, { chatId: chat.id, userId: A.id, isTyping: false }, 'typing_indicator');
     assert.ok(dt >= 5500 && dt <= 8500, `expiry announced after ${dt} ms (expected ~6000)`);
 
     // renewal
@@ -1178,7 +1183,7 @@ describe('Timing: presence, typing expiry, token expiry (concurrent)', { concurr
     const a = await connect(srv, mint(srv, A.id, 'user', { exp }));
     const b = await connect(srv, mint(srv, B.id, 'user', { exp }));
     const newExp = now() + 3600;
-    assert.deepEqual(await emitAck(a, 'refresh_token', { token: mint(srv, A.id, 'user', { exp: newExp }) }), { ok: true, exp: newExp });
+    shape(await emitAck(a, 'refresh_token', { token: mint(srv, A.id, 'user', { exp: newExp }) }), { ok: true, exp: newExp }, 'refresh_token ack');
     const refused = await emitAck(b, 'refresh_token', { token: mint(srv, A.id, 'user', { exp: newExp }) });
     assert.equal(refused.ok, false, `B presenting A's token must be refused: ${JSON.stringify(refused)}`);
     const dB = await waitDisconnect(b, 14000);
@@ -1228,7 +1233,7 @@ describe('History pagination and join_chat missed (high message rate server)', (
 
     let r = await get('');
     assert.equal(r.status, 200, r.text);
-    assert.deepEqual(Object.keys(r.body).sort(), ['hasMore', 'messages']);
+    hasKeys(r.body, ['messages', 'hasMore'], 'GET messages answer');
     assert.deepEqual(seqsOf(r), range(11, 60), 'default limit 50, the newest, ascending');
     assert.equal(r.body.hasMore, true);
     for (const m of r.body.messages) assertMessage(m, { chatId: chat.id });
@@ -1347,7 +1352,7 @@ describe('Transport and operations endpoints', () => {
     assert.equal(h.status, 200);
     const r = await api(srv, 'GET', '/readyz');
     assert.equal(r.status, 200, r.text);
-    for (const k of ['engine', 'status', 'store']) assert.ok(k in r.body, `readyz has "${k}": ${r.text}`);
+    hasKeys(r.body, ['status', 'engine', 'store'], '/readyz answer');
     for (const k of ['status', 'engine', 'store']) assert.equal(typeof r.body[k], 'string');
     assert.notEqual(r.body.store, 'degraded');
     const m = await api(srv, 'GET', '/metrics');
@@ -1391,8 +1396,8 @@ describe('Running: --demo (no subcommand), SIGTERM drain', () => {
     try {
       d = await startServer({ args: ['--demo'], env: { CHAT_JWT_SECRET: undefined }, dataDir: dir, keepDataDir: true });
       const users = await apiOk(d, 'GET', '/api/dev/users', 200, {});
-      assert.deepEqual(Object.keys(users), ['users']);
-      for (const u of users.users) assert.deepEqual(Object.keys(u).sort(), ['id', 'name', 'role']);
+      hasKeys(users, ['users'], 'GET /api/dev/users answer');
+      for (const u of users.users) hasKeys(u, ['id', 'name', 'role'], 'dev users[]');
       const tutors = users.users.filter((u) => u.role === 'tutor');
       const students = users.users.filter((u) => u.role === 'user');
       assert.ok(tutors.length >= 1, 'a tutor');
@@ -1456,7 +1461,7 @@ describe('Running: --demo (no subcommand), SIGTERM drain', () => {
       await probe;
       const answered = probes.filter((x) => typeof x === 'number');
       assert.deepEqual(answered.filter((x) => x !== 503), [], `/readyz after SIGTERM must be 503 when it answers; probes: ${probes.join(',')}`);
-      if (answered.length === 0) console.log(`# note: /readyz never answered after SIGTERM (probes: ${probes.join(',') || 'none'}); the 503 could not be observed`);
+      if (answered.length === 0) console.log(`note: /readyz never answered after SIGTERM (probes: ${probes.join(',') || 'none'}); the 503 could not be observed`);
 
       d = await startServer({ secret, dataDir: dir, keepDataDir: true });
       const hist = await apiOk(d, 'GET', `/api/chats/${chat.id}/messages`, 200, { token: T.token });
@@ -1510,7 +1515,7 @@ describe('Running: --demo (no subcommand), SIGTERM drain', () => {
       assert.equal(next.seq, last + 1, 'seq is never reused after a crash');
       const mine = sent.find((m) => m.senderId === A.id);
       const repeat = await send(a2, chat.id, 'again', { clientMsgId: mine.clientMsgId });
-      assert.deepEqual(repeat, { ok: true, message: mine }, 'clientMsgId deduplication survives a restart');
+      shape(repeat, { ok: true, message: mine }, 'send_message ack'); // clientMsgId deduplication survives a restart
       assert.equal((await sendOk(a2, chat.id, 'and on')).seq, last + 2, 'the repeat stored nothing');
       const j = await emitAck(a2, 'join_chat', { chatId: chat.id, lastSeq: last - 1 });
       assert.deepEqual(j.missed.map((m) => m.seq), [last, last + 1, last + 2]);

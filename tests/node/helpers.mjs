@@ -440,3 +440,40 @@ export async function rawEio(srv, { autoPong = true, headers = {}, timeoutMs = 5
   r.waitClose = (ms = 3000) => Promise.race([r.closedPromise, sleep(ms).then(() => null)]);
   return r;
 }
+
+// ---------------------------------------------------------------- shapes
+
+import assertStrict from 'node:assert/strict';
+
+/** Placeholder in shape(): the key must be present, any value. */
+export const ANY = Symbol('any');
+const extraFields = new Map();
+
+/**
+ * Assert that `obj` has every key of `expected` (values compared with deepStrictEqual unless ANY).
+ * Keys the contract does not list are tolerated (additive JSON fields) but recorded, and
+ * printed by reportExtraFields() so that they appear in the report.
+ */
+export function shape(obj, expected, what) {
+  assertStrict.ok(obj !== null && typeof obj === 'object', `${what}: expected an object, got ${JSON.stringify(obj)}`);
+  for (const [k, v] of Object.entries(expected)) {
+    assertStrict.ok(k in obj, `${what}: missing "${k}" in ${JSON.stringify(obj).slice(0, 300)}`);
+    if (v !== ANY) assertStrict.deepEqual(obj[k], v, `${what}.${k}`);
+  }
+  const extra = Object.keys(obj).filter((k) => !(k in expected));
+  if (extra.length) {
+    if (!extraFields.has(what)) extraFields.set(what, new Set());
+    for (const k of extra) extraFields.get(what).add(k);
+  }
+}
+
+/** shape() with every value ANY. */
+export function hasKeys(obj, keys, what) {
+  shape(obj, Object.fromEntries(keys.map((k) => [k, ANY])), what);
+}
+
+export function reportExtraFields() {
+  for (const [what, keys] of extraFields) {
+    console.log(`note: fields not in the contract (tolerated): ${what}: ${[...keys].join(', ')}`);
+  }
+}
