@@ -136,6 +136,7 @@ pub async fn handle(
         Ok(response) => (response, "ok"),
         Err(e) => {
             let code = e.body.code.as_str();
+            metrics::counter!("coursechat_errors_total", "code" => code).increment(1);
             (e.into_response(), code)
         }
     };
