@@ -25,6 +25,7 @@ use crate::engine::{memory, Timings};
 use crate::http::StaticFiles;
 use crate::hub::Hub;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::mongo::MongoStore;
 use crate::store::writer::{StoreHealth, Writer};
 use crate::store::Store;
 
@@ -92,12 +93,6 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             "CHAT_REDIS_URL: the Redis engine is not part of this build yet; unset it to run one node".into(),
         ));
     }
-    if config.mongodb_url.is_some() {
-        return Err(StartError::Config(
-            "CHAT_MONGODB_URL: the MongoDB store is not part of this build yet; unset it to use the embedded store"
-                .into(),
-        ));
-    }
     let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
     let verifier = verifier(&config)?;
     let metrics = crate::metrics::install();
@@ -105,8 +100,12 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Config(format!("CHAT_AUDIT_LOG: {e}")))?;
 
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(&config.data_dir).map_err(|e| StartError::Backend(e.to_string()))?);
+    let store: Arc<dyn Store> = match &config.mongodb_url {
+        Some(url) => {
+            Arc::new(MongoStore::connect(url).await.map_err(|e| StartError::Backend(format!("CHAT_MONGODB_URL: {e}")))?)
+        }
+        None => Arc::new(EmbeddedStore::open(&config.data_dir).map_err(|e| StartError::Backend(e.to_string()))?),
+    };
     if config.demo {
         crate::demo::seed(store.as_ref()).await.map_err(|e| StartError::Backend(format!("seeding demo data: {e}")))?;
     }

@@ -425,10 +425,9 @@ impl Session {
             Some(Err(e)) => return self.refuse(&e).await,
             None => return self.refuse(&AuthError::Invalid("the CONNECT auth payload has no token".into())).await,
         };
+        // Recording the user is best effort: a store outage must not keep anyone from chatting.
         if let Err(e) = self.state.service.sign_in(&identity.caller).await {
-            let body = e.body();
-            let _ = self.write(connect_error(body.code, &body.message)).await;
-            return Flow::End(End::ConnectRefused);
+            tracing::warn!(error = %e, user = %identity.caller.user_id, "could not record the user at CONNECT");
         }
         self.accept(identity).await
     }

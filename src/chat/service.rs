@@ -14,7 +14,7 @@ use super::ids::{is_object_id, is_valid_user_id, new_object_id};
 use super::model::{Block, Chat, Course, Enrollment, Message, MessageType, Role, SenderType, User};
 use super::views::{ChatView, Contact, CourseRef, MessagePage, Participant};
 use super::{Caller, ChatError, ChatResult};
-use crate::engine::{AppendRequest, Engine, Notice};
+use crate::engine::{AppendRequest, Engine, Invalidation, Notice};
 use crate::events::event_frame;
 use crate::hub::{Delivery, SocketId, Target};
 use crate::store::Store;
@@ -221,10 +221,10 @@ impl ChatService {
         if let Err(retry) = self.engine.message_limiter.check(&caller.user_id).await? {
             return Err(ChatError::RateLimited(retry));
         }
-        let chat = self.participant_chat(caller, &draft.chat_id).await?;
+        let chat = self.participant_chat_cached(caller, &draft.chat_id).await?;
         self.check_access(&chat.student_id, &chat.tutor_id, &chat.course_id).await?;
         let other = chat.other(&caller.user_id);
-        if self.store.is_blocked(other, &caller.user_id).await? {
+        if self.engine.directory.is_blocked(other, &caller.user_id).await? {
             return Err(ChatError::Blocked);
         }
         let sender_type = if caller.user_id == chat.tutor_id { SenderType::Tutor } else { SenderType::User };
@@ -264,7 +264,7 @@ impl ChatService {
 
     /// `typing_start` / `typing_stop`: announced to the chat's room on a change of state.
     pub async fn typing(&self, caller: &Caller, chat_id: &str, typing: bool, origin: SocketId) -> ChatResult<()> {
-        let chat = self.participant_chat(caller, chat_id).await?;
+        let chat = self.participant_chat_cached(caller, chat_id).await?;
         let changed = if typing {
             self.engine.typing.start(&chat.id, &caller.user_id, origin).await?
         } else {
@@ -360,11 +360,16 @@ impl ChatService {
         if user_id == caller.user_id {
             return Err(ChatError::InvalidPayload("you cannot block yourself".into()));
         }
-        Ok(self.store.put_block(&caller.user_id, user_id, Timestamp::now()).await?)
+        let block = self.store.put_block(&caller.user_id, user_id, Timestamp::now()).await?;
+        let change = Invalidation::Block { blocker: caller.user_id.clone(), blocked: user_id.to_owned() };
+        self.engine.directory.invalidate(change).await?;
+        Ok(block)
     }
 
     pub async fn unblock(&self, caller: &Caller, user_id: &str) -> ChatResult<()> {
         self.store.delete_block(&caller.user_id, user_id).await?;
+        let change = Invalidation::Block { blocker: caller.user_id.clone(), blocked: user_id.to_owned() };
+        self.engine.directory.invalidate(change).await?;
         Ok(())
     }
 
@@ -401,8 +406,7 @@ impl ChatService {
             return Err(ChatError::InvalidPayload(format!("invalid tutor id {bad:?}")));
         }
         self.store.put_course(&course).await?;
-        // Courses are read through the same lookups as enrollments; a tutor change takes effect
-        // at the next send.
+        self.engine.directory.invalidate(Invalidation::Course(course.id.clone())).await?;
         Ok(course)
     }
 
@@ -419,14 +423,16 @@ impl ChatService {
         let enrollment =
             Enrollment { user_id: user_id.to_owned(), course_id: course_id.to_owned(), purchased_at: Timestamp::now() };
         let stored = self.store.put_enrollment(&enrollment).await?;
-        self.engine.enrollments.invalidate(user_id, course_id).await?;
+        let change = Invalidation::Enrollment { user: user_id.to_owned(), course: course_id.to_owned() };
+        self.engine.directory.invalidate(change).await?;
         Ok(stored)
     }
 
     pub async fn admin_delete_enrollment(&self, caller: &Caller, user_id: &str, course_id: &str) -> ChatResult<()> {
         Self::require_admin(caller)?;
         self.store.delete_enrollment(user_id, course_id).await?;
-        self.engine.enrollments.invalidate(user_id, course_id).await?;
+        let change = Invalidation::Enrollment { user: user_id.to_owned(), course: course_id.to_owned() };
+        self.engine.directory.invalidate(change).await?;
         Ok(())
     }
 
@@ -444,10 +450,23 @@ impl ChatService {
         }
     }
 
+    /// Like [`participant_chat`](Self::participant_chat) from the directory cache: only the
+    /// participants and course are meant to be read (its last message may be old). The hot path
+    /// (send, typing) uses this, so it keeps working while the store is down.
+    async fn participant_chat_cached(&self, caller: &Caller, chat_id: &str) -> ChatResult<Chat> {
+        if !is_object_id(chat_id) {
+            return Err(ChatError::NotFound("chat"));
+        }
+        match self.engine.directory.chat(chat_id).await? {
+            Some(chat) if chat.is_participant(&caller.user_id) => Ok(chat),
+            _ => Err(ChatError::NotFound("chat")),
+        }
+    }
+
     /// The student holds an enrollment in the course and the tutor is one of its tutors.
     async fn check_access(&self, student: &str, tutor: &str, course_id: &str) -> ChatResult<()> {
-        let course = self.store.course(course_id).await?;
-        if !self.engine.enrollments.is_enrolled(student, course_id).await? {
+        let course = self.engine.directory.course(course_id).await?;
+        if !self.engine.directory.is_enrolled(student, course_id).await? {
             let title = course.map_or_else(|| course_id.to_owned(), |c| c.title);
             return Err(ChatError::NotEnrolled { course_id: course_id.to_owned(), title });
         }

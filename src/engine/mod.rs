@@ -8,7 +8,7 @@
 //! - [`Bus`]: carries encoded events to the nodes holding the recipients' sockets.
 //! - [`Presence`] and [`Typing`]: who is online, who is typing, with their timers.
 //! - [`RateLimiter`]: per-key allowances.
-//! - [`EnrollmentLookup`]: the enrollment check of every create, join and send.
+//! - [`Directory`]: the cached lookups of every send (chat, course, enrollment, block).
 //!
 //! Timers that fire inside the engine (a user's grace period ending, a typing state expiring)
 //! come out as [`Notice`]s on one bounded channel; the chat layer turns them into events.
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::chat::model::{Attachment, Message, MessageType, SenderType};
+use crate::chat::model::{Attachment, Chat, Course, Message, MessageType, SenderType};
 use crate::error::ErrorCode;
 use crate::hub::{Delivery, SocketId};
 use crate::time::Timestamp;
@@ -122,11 +122,28 @@ pub trait RateLimiter: Send + Sync + 'static {
     async fn check(&self, key: &str) -> EngineResult<Result<(), Duration>>;
 }
 
+/// A change the platform or a user made that cached lookups must forget at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    Enrollment { user: String, course: String },
+    Course(String),
+    Block { blocker: String, blocked: String },
+}
+
+/// The lookups of every send, join and typing event: the chat's participants, its course's
+/// tutors, the student's enrollment and blocks. Cached so the hot path does not read the store
+/// each time and keeps working through a store outage (stale entries are served while the store
+/// fails); invalidated on every change, on every node, so a revoked enrollment is refused at
+/// the next send.
 #[async_trait]
-pub trait EnrollmentLookup: Send + Sync + 'static {
+pub trait Directory: Send + Sync + 'static {
+    /// The chat's participants and course (they never change once a chat exists).
+    async fn chat(&self, id: &str) -> EngineResult<Option<Chat>>;
+    async fn course(&self, id: &str) -> EngineResult<Option<Course>>;
     async fn is_enrolled(&self, user: &str, course: &str) -> EngineResult<bool>;
-    /// Called after an admin change so the next lookup, on every node, sees it.
-    async fn invalidate(&self, user: &str, course: &str) -> EngineResult<()>;
+    async fn is_blocked(&self, blocker: &str, blocked: &str) -> EngineResult<bool>;
+    /// Forgets what a change made stale.
+    async fn invalidate(&self, change: Invalidation) -> EngineResult<()>;
 }
 
 /// Something an engine timer decided, for the chat layer to announce.
@@ -147,7 +164,7 @@ pub struct Engine {
     pub presence: Arc<dyn Presence>,
     pub typing: Arc<dyn Typing>,
     pub message_limiter: Arc<dyn RateLimiter>,
-    pub enrollments: Arc<dyn EnrollmentLookup>,
+    pub directory: Arc<dyn Directory>,
 }
 
 /// Timings of presence and typing (CONTRACT: 5 s no-flap, 6 s typing expiry).

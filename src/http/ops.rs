@@ -25,7 +25,9 @@ pub async fn readyz(ctx: &mut Ctx) -> ApiResult {
     let state = &ctx.state;
     let draining = *state.drain.borrow();
     let engine_ok = state.service.engine().log.ping().await.is_ok();
-    let store_ok = !state.store_health.is_degraded() && state.service.store().ping().await.is_ok();
+    // Bounded: a store that does not answer is reported, not waited for.
+    let store_ping = tokio::time::timeout(std::time::Duration::from_secs(1), state.service.store().ping()).await;
+    let store_ok = !state.store_health.is_degraded() && matches!(store_ping, Ok(Ok(())));
     let ready = engine_ok && !draining;
     let body = Readiness {
         status: if draining {

@@ -2,6 +2,7 @@
 //! dir ([`log`]); presence, typing and rate limits are in memory ([`presence`], [`limiter`]) and
 //! the fan-out bus is a direct call into the local hub.
 
+pub mod directory;
 pub mod limiter;
 pub mod log;
 pub mod presence;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{Bus, Engine, EngineResult, EnrollmentLookup, Notice, Timings};
+use super::{Bus, Engine, EngineResult, Notice, Timings};
 use crate::hub::{Delivery, Hub};
 use crate::store::Store;
 
@@ -26,27 +27,6 @@ pub struct LocalBus {
 impl Bus for LocalBus {
     async fn publish(&self, delivery: Delivery) -> EngineResult<()> {
         self.hub.deliver(&delivery);
-        Ok(())
-    }
-}
-
-/// Enrollment checks read the store directly: on one node there is no cache to invalidate, so a
-/// revocation takes effect at the next lookup.
-pub struct StoreEnrollments {
-    store: Arc<dyn Store>,
-}
-
-#[async_trait]
-impl EnrollmentLookup for StoreEnrollments {
-    async fn is_enrolled(&self, user: &str, course: &str) -> EngineResult<bool> {
-        self.store
-            .enrollment(user, course)
-            .await
-            .map(|e| e.is_some())
-            .map_err(|e| super::EngineError::Unavailable(e.to_string()))
-    }
-
-    async fn invalidate(&self, _user: &str, _course: &str) -> EngineResult<()> {
         Ok(())
     }
 }
@@ -80,7 +60,7 @@ pub fn start(
         presence,
         typing,
         message_limiter: limiter,
-        enrollments: Arc::new(StoreEnrollments { store }),
+        directory: Arc::new(directory::CachedDirectory::new(store, directory::CacheTimes::default())),
     };
     Ok((engine, notices))
 }
