@@ -536,3 +536,104 @@ impl Store for MongoStore {
         Ok(docs.into_iter().map(MessageDoc::into_message).collect())
     }
 }
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// A store on a fresh database of the test MongoDB (`CHAT_TEST_MONGODB_URL`, as
+    /// `scripts/mongodb-for-tests` provides it). Without one the MongoDB suites are skipped
+    /// locally and fail in CI.
+    pub async fn test_store() -> Option<MongoStore> {
+        let Ok(base) = std::env::var("CHAT_TEST_MONGODB_URL") else {
+            assert!(std::env::var("CI").is_err(), "CI must run the MongoDB suites: set CHAT_TEST_MONGODB_URL");
+            eprintln!("skipped: CHAT_TEST_MONGODB_URL is not set (scripts/mongodb-for-tests run -- cargo test)");
+            return None;
+        };
+        let db = format!("coursechat_test_{}", ObjectId::new().to_hex());
+        let url = with_database(&base, &db);
+        Some(MongoStore::connect(&url).await.expect("connect to the test MongoDB"))
+    }
+
+    /// `base` with its database path replaced by `db`.
+    pub fn with_database(base: &str, db: &str) -> String {
+        let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
+        let scheme_end = head.find("://").map_or(0, |i| i + 3);
+        let host_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
+        let mut url = format!("{}/{db}", &head[..host_end]);
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
+    }
+
+    #[test]
+    fn database_names_replace_the_url_path() {
+        assert_eq!(with_database("mongodb://h:1/", "x"), "mongodb://h:1/x");
+        assert_eq!(with_database("mongodb://h:1", "x"), "mongodb://h:1/x");
+        assert_eq!(with_database("mongodb://u:p@h:1/old?w=1", "x"), "mongodb://u:p@h:1/x?w=1");
+    }
+
+    #[tokio::test]
+    async fn mongo_store_passes_the_store_contract() {
+        let Some(store) = test_store().await else { return };
+        super::super::contract_tests::run_all(&store).await;
+        store.database().drop().await.unwrap();
+    }
+
+    /// The plan's winning stage, found anywhere in an `explain` answer.
+    fn stages(plan: &Bson, out: &mut Vec<String>) {
+        match plan {
+            Bson::Document(d) => {
+                if let Ok(stage) = d.get_str("stage") {
+                    out.push(stage.to_owned());
+                }
+                for (k, v) in d {
+                    if k != "rejectedPlans" {
+                        stages(v, out);
+                    }
+                }
+            }
+            Bson::Array(a) => a.iter().for_each(|v| stages(v, out)),
+            _ => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn hot_queries_use_indexes_not_collection_scans() {
+        let Some(store) = test_store().await else { return };
+        // Some data, so the planner has something to choose over.
+        let chat = ObjectId::new();
+        let docs: Vec<Document> = (1..=50)
+            .map(|seq| doc! {"chat": chat, "seq": seq as i64, "sender": "s", "clientMsgId": format!("c{seq}")})
+            .collect();
+        store.db.collection::<Document>("messages").insert_many(docs).await.unwrap();
+        let explain = |collection: &str, filter: Document, sort: Document| {
+            doc! {"explain": {"find": collection, "filter": filter, "sort": sort, "limit": 51}, "verbosity": "queryPlanner"}
+        };
+        let queries = [
+            ("chat list", explain("chats", doc! {"participants.user": "s"}, doc! {"updatedAt": -1})),
+            ("history page", explain("messages", doc! {"chat": chat, "seq": {"$lt": 40i64}}, doc! {"seq": -1})),
+            ("missed", explain("messages", doc! {"chat": chat, "seq": {"$gt": 10i64}}, doc! {"seq": 1})),
+            ("enrollment lookup", explain("enrollments", doc! {"user": "s", "course": "c"}, doc! {})),
+            ("students of a course", explain("enrollments", doc! {"course": "c"}, doc! {"user": 1})),
+            ("courses of a tutor", explain("courses", doc! {"tutorIds": "t"}, doc! {"_id": 1})),
+            ("block lookup", explain("blocks", doc! {"blocker": "a", "blocked": "b"}, doc! {})),
+            ("read cursor", explain("read_cursors", doc! {"chat": chat, "user": "s"}, doc! {})),
+        ];
+        for (name, command) in queries {
+            let answer = store.db.run_command(command).await.unwrap();
+            let mut found = Vec::new();
+            stages(
+                &Bson::Document(
+                    answer.get_document("queryPlanner").unwrap().get_document("winningPlan").unwrap().clone(),
+                ),
+                &mut found,
+            );
+            assert!(found.iter().any(|s| s == "IXSCAN" || s == "IDHACK" || s == "EXPRESS_IXSCAN"), "{name}: {found:?}");
+            assert!(!found.iter().any(|s| s == "COLLSCAN"), "{name} scans the collection: {found:?}");
+        }
+        store.database().drop().await.unwrap();
+    }
+}

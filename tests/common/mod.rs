@@ -23,6 +23,9 @@ pub struct Server {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
+    /// With `CHAT_TEST_STORE=mongodb`: this server's own database on the test MongoDB, kept
+    /// across restarts.
+    pub mongodb_url: Option<String>,
     pub stdout_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -38,6 +41,7 @@ impl Server {
             data_dir,
             _tmp: Some(tmp),
             env,
+            mongodb_url: test_mongodb_url(),
             stdout_lines: Default::default(),
         };
         s.spawn();
@@ -55,6 +59,9 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if let Some(url) = &self.mongodb_url {
+            cmd.env("CHAT_MONGODB_URL", url);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -113,6 +120,23 @@ impl Server {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+}
+
+/// The MongoDB database for one test server, when the suite runs against MongoDB
+/// (`CHAT_TEST_STORE=mongodb` with `CHAT_TEST_MONGODB_URL`, as `scripts/test` sets them).
+fn test_mongodb_url() -> Option<String> {
+    if std::env::var("CHAT_TEST_STORE").ok().as_deref() != Some("mongodb") {
+        return None;
+    }
+    let base = std::env::var("CHAT_TEST_MONGODB_URL").expect("CHAT_TEST_STORE=mongodb needs CHAT_TEST_MONGODB_URL");
+    let (head, query) = base.split_once('?').map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let host_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
+    let db = format!("coursechat_test_{:08x}{:08x}", rand_u32(), rand_u32());
+    Some(match query {
+        Some(q) => format!("{}/{db}?{q}", &head[..host_end]),
+        None => format!("{}/{db}", &head[..host_end]),
+    })
 }
 
 fn unsafe_sigterm(pid: u32) {
