@@ -135,6 +135,20 @@ pub struct Limits {
     /// How long a clientMsgId is remembered for deduplication, hours.
     #[arg(long, env = "CHAT_IDEMPOTENCY_HOURS", default_value_t = 24)]
     pub idempotency_hours: u64,
+    /// Largest attachment, bytes.
+    #[arg(long, env = "CHAT_MAX_ATTACHMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_attachment_bytes: usize,
+    /// Attachment types allowed (as sniffed from the bytes), comma list.
+    #[arg(
+        long,
+        env = "CHAT_ATTACHMENT_TYPES",
+        value_delimiter = ',',
+        default_value = "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain"
+    )]
+    pub attachment_types: Vec<String>,
+    /// How long a signed attachment url stays valid, seconds.
+    #[arg(long, env = "CHAT_ATTACHMENT_URL_TTL", default_value_t = 3600)]
+    pub attachment_url_ttl: u64,
     /// Most messages the write-behind writer persists in one batch.
     #[arg(long, env = "CHAT_WRITER_BATCH", default_value_t = 500)]
     pub writer_batch: usize,

@@ -4,6 +4,7 @@
 //! durable queue) → ack; and bus → [`hub`] → socket write queues. The [`store`] is written
 //! behind, from the engine's queue.
 
+pub mod attachments;
 pub mod audit;
 pub mod auth;
 pub mod chat;

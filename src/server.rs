@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::attachments::UrlSigner;
 use crate::audit::Audit;
 use crate::auth::{KeyConfig, Verifier};
 use crate::chat::service::{ChatLimits, ChatService};
@@ -86,6 +87,24 @@ fn verifier(config: &ServeConfig) -> Result<Verifier, StartError> {
         .map_err(StartError::Config)
 }
 
+/// The attachment url signer: `CHAT_SIGNING_KEY`, else a key derived from the JWT secret (the demo
+/// secret with `--demo`). With only a public key and no signing key, urls could not be checked on
+/// another node, so a signing key is required.
+fn url_signer(config: &ServeConfig) -> Result<UrlSigner, StartError> {
+    let ttl = config.limits.attachment_url_ttl;
+    if let Some(key) = config.signing_key.as_ref().filter(|k| !k.is_empty()) {
+        return Ok(UrlSigner::new(key.as_bytes(), ttl));
+    }
+    let secret = match config.jwt_secret.as_ref().filter(|s| !s.is_empty()) {
+        Some(s) => s.clone().into_bytes(),
+        None if config.demo && config.jwt_public_key.is_none() => {
+            crate::demo::secret(&config.data_dir).map_err(|e| StartError::Config(format!("demo secret: {e}")))?
+        }
+        None => return Err(StartError::Config("set CHAT_SIGNING_KEY (it signs attachment urls on every node)".into())),
+    };
+    Ok(UrlSigner::new(&UrlSigner::derive_key(&secret), ttl))
+}
+
 /// Runs the node until SIGTERM or SIGINT, then drains.
 pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     if config.redis_url.is_some() {
@@ -120,10 +139,25 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         message_burst: limits.message_burst,
         idempotency_window: Duration::from_secs(limits.idempotency_hours * 3600),
     };
-    let (engine, mut notices) = memory::start(&config.data_dir, hub.clone(), store.clone(), timings, engine_limits)
-        .map_err(|e| StartError::Backend(e.to_string()))?;
-    let chat_limits = ChatLimits { max_content_chars: limits.max_content_chars, ..ChatLimits::default() };
-    let service = Arc::new(ChatService::new(store.clone(), engine.clone(), chat_limits));
+    let signer = Arc::new(url_signer(&config)?);
+    let presenter: crate::engine::Presenter = {
+        let signer = signer.clone();
+        Arc::new(move |m: &mut crate::chat::model::Message| {
+            if let Some(a) = m.attachment.as_mut() {
+                a.url = signer.url(&a.id);
+            }
+        })
+    };
+    let (engine, mut notices) =
+        memory::start(&config.data_dir, hub.clone(), store.clone(), timings, engine_limits, presenter)
+            .map_err(|e| StartError::Backend(e.to_string()))?;
+    let chat_limits = ChatLimits {
+        max_content_chars: limits.max_content_chars,
+        max_attachment_bytes: limits.max_attachment_bytes,
+        attachment_types: limits.attachment_types.iter().map(|t| t.trim().to_owned()).collect(),
+        ..ChatLimits::default()
+    };
+    let service = Arc::new(ChatService::new(store.clone(), engine.clone(), chat_limits, signer));
 
     let store_health = Arc::new(StoreHealth::default());
     let (stop_writer, writer_stop) = watch::channel(false);

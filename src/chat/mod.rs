@@ -40,6 +40,8 @@ pub enum ChatError {
     NotFound(&'static str),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    UnsupportedType(String),
     #[error("too many requests; retry in {} ms", .0.as_millis())]
     RateLimited(Duration),
     #[error(transparent)]
@@ -60,6 +62,7 @@ impl ChatError {
             ChatError::Blocked => ErrorCode::Blocked,
             ChatError::NotFound(_) => ErrorCode::NotFound,
             ChatError::TooLarge(_) => ErrorCode::TooLarge,
+            ChatError::UnsupportedType(_) => ErrorCode::UnsupportedType,
             ChatError::RateLimited(_) => ErrorCode::RateLimited,
             ChatError::Auth(e) => e.code(),
             ChatError::Store(e) => e.code(),

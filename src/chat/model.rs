@@ -130,3 +130,18 @@ impl Chat {
         }
     }
 }
+
+/// An uploaded attachment as the store keeps it (the message carries the public part, with a
+/// freshly signed url).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredAttachment {
+    pub id: String,
+    pub chat_id: String,
+    pub uploader_id: String,
+    pub name: String,
+    pub size: u64,
+    /// Sniffed from the bytes.
+    pub mime: String,
+    pub created_at: Timestamp,
+}

@@ -11,9 +11,12 @@ use serde::Serialize;
 
 use super::content::{check_client_msg_id, check_content};
 use super::ids::{is_object_id, is_valid_user_id, new_object_id};
-use super::model::{Block, Chat, Course, Enrollment, Message, MessageType, Role, SenderType, User};
+use super::model::{
+    Attachment, Block, Chat, Course, Enrollment, Message, MessageType, Role, SenderType, StoredAttachment, User,
+};
 use super::views::{ChatView, Contact, CourseRef, MessagePage, Participant};
 use super::{Caller, ChatError, ChatResult};
+use crate::attachments::UrlSigner;
 use crate::engine::{AppendRequest, Engine, Invalidation, Notice};
 use crate::events::event_frame;
 use crate::hub::{Delivery, SocketId, Target};
@@ -21,16 +24,25 @@ use crate::store::Store;
 use crate::time::Timestamp;
 
 /// The limits the rules enforce (CONTRACT "Limits"; all configurable).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ChatLimits {
     pub max_content_chars: usize,
     pub max_missed: usize,
     pub max_page: usize,
+    pub max_attachment_bytes: usize,
+    /// Attachment types allowed, as sniffed from the bytes.
+    pub attachment_types: Vec<String>,
 }
 
 impl Default for ChatLimits {
     fn default() -> Self {
-        ChatLimits { max_content_chars: 4000, max_missed: 500, max_page: 100 }
+        ChatLimits {
+            max_content_chars: 4000,
+            max_missed: 500,
+            max_page: 100,
+            max_attachment_bytes: 10 * 1024 * 1024,
+            attachment_types: crate::attachments::DEFAULT_TYPES.iter().map(|t| t.to_string()).collect(),
+        }
     }
 }
 
@@ -38,6 +50,8 @@ pub struct ChatService {
     store: Arc<dyn Store>,
     engine: Engine,
     limits: ChatLimits,
+    /// Signs attachment urls whenever a message is shown.
+    signer: Arc<UrlSigner>,
 }
 
 /// What `join_chat` answers.
@@ -90,8 +104,96 @@ struct UserOffline<'a> {
 }
 
 impl ChatService {
-    pub fn new(store: Arc<dyn Store>, engine: Engine, limits: ChatLimits) -> Self {
-        ChatService { store, engine, limits }
+    pub fn new(store: Arc<dyn Store>, engine: Engine, limits: ChatLimits, signer: Arc<UrlSigner>) -> Self {
+        ChatService { store, engine, limits, signer }
+    }
+
+    pub fn limits(&self) -> &ChatLimits {
+        &self.limits
+    }
+
+    pub fn signer(&self) -> &UrlSigner {
+        &self.signer
+    }
+
+    /// A message as a client sees it: its attachment carries a freshly signed url.
+    pub fn present(&self, mut message: Message) -> Message {
+        if let Some(a) = message.attachment.as_mut() {
+            a.url = self.signer.url(&a.id);
+        }
+        message
+    }
+
+    // ---- attachments ------------------------------------------------------------------------
+
+    /// The checks before an upload's body is read: the caller may send in this chat.
+    pub async fn check_upload(&self, caller: &Caller, chat_id: &str) -> ChatResult<Chat> {
+        let chat = self.participant_chat_cached(caller, chat_id).await?;
+        self.check_access(&chat.student_id, &chat.tutor_id, &chat.course_id).await?;
+        Ok(chat)
+    }
+
+    /// Stores an uploaded attachment after checking its type on the bytes.
+    pub async fn store_attachment(
+        &self,
+        caller: &Caller,
+        chat: &Chat,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> ChatResult<Attachment> {
+        if bytes.is_empty() {
+            return Err(ChatError::InvalidPayload("the attachment is empty".into()));
+        }
+        if bytes.len() > self.limits.max_attachment_bytes {
+            return Err(ChatError::TooLarge(format!(
+                "attachments are at most {} bytes",
+                self.limits.max_attachment_bytes
+            )));
+        }
+        let mime = match crate::attachments::sniff(&bytes) {
+            Some(m) if self.limits.attachment_types.iter().any(|t| t == m) => m,
+            Some(m) => return Err(ChatError::UnsupportedType(format!("{m} is not an allowed attachment type"))),
+            None => {
+                return Err(ChatError::UnsupportedType("the attachment's type could not be told from its bytes".into()))
+            }
+        };
+        let stored = StoredAttachment {
+            id: new_object_id(),
+            chat_id: chat.id.clone(),
+            uploader_id: caller.user_id.clone(),
+            name: clean_file_name(name),
+            size: bytes.len() as u64,
+            mime: mime.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        self.store.put_attachment(&stored, bytes).await?;
+        Ok(Attachment {
+            url: self.signer.url(&stored.id),
+            id: stored.id,
+            name: stored.name,
+            size: stored.size,
+            mime: stored.mime,
+        })
+    }
+
+    /// An attachment's record and bytes for a download: by a signed url (`signed` true), or by a
+    /// caller who takes part in its chat. `None` (404) otherwise.
+    pub async fn attachment_for(
+        &self,
+        id: &str,
+        caller: Option<&Caller>,
+    ) -> ChatResult<Option<(StoredAttachment, Vec<u8>)>> {
+        if !is_object_id(id) {
+            return Ok(None);
+        }
+        let Some(record) = self.store.attachment(id).await? else { return Ok(None) };
+        if let Some(caller) = caller {
+            let chat = self.store.chat(&record.chat_id).await?;
+            if !chat.is_some_and(|c| c.is_participant(&caller.user_id)) {
+                return Ok(None);
+            }
+        }
+        Ok(self.store.attachment_bytes(id).await?.map(|bytes| (record, bytes)))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -186,7 +288,8 @@ impl ChatService {
         if has_more {
             all.drain(..all.len() - limit);
         }
-        Ok(MessagePage { messages: all, has_more })
+        let messages = all.into_iter().map(|m| self.present(m)).collect();
+        Ok(MessagePage { messages, has_more })
     }
 
     /// `join_chat`: the checks of a send, then the chat and what the caller missed after
@@ -199,6 +302,7 @@ impl ChatService {
             Some(after) => self.messages_after(&chat.id, after, self.limits.max_missed).await?,
         };
         let view = self.view(&caller.user_id, chat, &mut HashMap::new()).await?;
+        let missed = missed.into_iter().map(|m| self.present(m)).collect();
         Ok(Joined { chat: view, missed, has_more })
     }
 
@@ -214,10 +318,15 @@ impl ChatService {
     /// `send_message`: every check, then the one append call. Returns once durable.
     pub async fn send(&self, caller: &Caller, draft: Draft, origin: Option<SocketId>) -> ChatResult<Message> {
         check_client_msg_id(&draft.client_msg_id)?;
-        if draft.kind != MessageType::Text || draft.attachment_id.is_some() {
-            return Err(ChatError::InvalidPayload("attachments are not enabled on this server".into()));
+        let has_attachment = draft.attachment_id.is_some();
+        match (draft.kind, has_attachment) {
+            (MessageType::Text, false) | (MessageType::Image | MessageType::File, true) => {}
+            (MessageType::Text, true) => {
+                return Err(ChatError::InvalidPayload("a message with an attachmentId has type image or file".into()))
+            }
+            (_, false) => return Err(ChatError::InvalidPayload("image and file messages need an attachmentId".into())),
         }
-        check_content(&draft.content, self.limits.max_content_chars, false)?;
+        check_content(&draft.content, self.limits.max_content_chars, has_attachment)?;
         if let Err(retry) = self.engine.message_limiter.check(&caller.user_id).await? {
             return Err(ChatError::RateLimited(retry));
         }
@@ -227,6 +336,10 @@ impl ChatService {
         if self.engine.directory.is_blocked(other, &caller.user_id).await? {
             return Err(ChatError::Blocked);
         }
+        let attachment = match &draft.attachment_id {
+            Some(id) => Some(self.own_attachment(caller, &chat, id, draft.kind).await?),
+            None => None,
+        };
         let sender_type = if caller.user_id == chat.tutor_id { SenderType::Tutor } else { SenderType::User };
         let appended = self
             .engine
@@ -237,13 +350,32 @@ impl ChatService {
                 sender_type,
                 kind: draft.kind,
                 content: draft.content,
-                attachment: None,
+                attachment,
                 client_msg_id: draft.client_msg_id,
                 recipients: vec![chat.student_id.clone(), chat.tutor_id.clone()],
                 origin,
             })
             .await?;
-        Ok(appended.message)
+        Ok(self.present(appended.message))
+    }
+
+    /// The attachment a message may carry: uploaded to this chat by this sender. Stored without
+    /// a url; urls are signed when the message is shown.
+    async fn own_attachment(
+        &self,
+        caller: &Caller,
+        chat: &Chat,
+        id: &str,
+        kind: MessageType,
+    ) -> ChatResult<Attachment> {
+        let stored = if is_object_id(id) { self.store.attachment(id).await? } else { None };
+        let stored = stored.filter(|a| a.chat_id == chat.id && a.uploader_id == caller.user_id).ok_or_else(|| {
+            ChatError::InvalidPayload("attachmentId must name an attachment you uploaded to this chat".into())
+        })?;
+        if kind == MessageType::Image && !crate::attachments::is_image(&stored.mime) {
+            return Err(ChatError::InvalidPayload(format!("an image message needs an image, not {}", stored.mime)));
+        }
+        Ok(Attachment { id: stored.id, name: stored.name, size: stored.size, mime: stored.mime, url: String::new() })
     }
 
     /// `mark_read` and `PUT /read`: moves the caller's cursor forward (never back, never past the
@@ -514,7 +646,7 @@ impl ChatService {
             id: chat.id,
             course,
             participants: people,
-            last_message,
+            last_message: last_message.map(|m| self.present(m)),
             last_seq,
             unread: last_seq.saturating_sub(read_seq),
             read_seq: read_seq.min(last_seq),
@@ -543,6 +675,18 @@ fn participants(chat: &Chat) -> Vec<String> {
 
 fn course_ref(course: &Course) -> CourseRef {
     CourseRef { id: course.id.clone(), title: course.title.clone() }
+}
+
+/// A file name safe to store and show: no path, no control characters, at most 200 chars.
+fn clean_file_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control() && *c != '"').take(200).collect();
+    let clean = clean.trim();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        "attachment".to_owned()
+    } else {
+        clean.to_owned()
+    }
 }
 
 fn check_name(name: &str) -> ChatResult<()> {

@@ -155,6 +155,10 @@ pub enum Notice {
     TypingExpired { chat_id: String, user: String, origin: SocketId },
 }
 
+/// Prepares a message for a client (signs its attachment url). The log applies it to the copy it
+/// fans out; the stored copy stays as it is.
+pub type Presenter = Arc<dyn Fn(&mut Message) + Send + Sync>;
+
 /// The engine a node runs with: one of each role.
 #[derive(Clone)]
 pub struct Engine {

@@ -4,6 +4,7 @@
 //! development endpoints and the web client's static files live here too.
 
 mod admin;
+mod attachments;
 mod chats;
 mod dev;
 mod error;
@@ -45,7 +46,7 @@ pub struct Ctx {
     pub path: String,
     pub query: HashMap<String, String>,
     pub headers: hyper::HeaderMap,
-    body: Option<Incoming>,
+    pub(crate) body: Option<Incoming>,
     /// The authenticated caller, once `caller()` ran (for the audit line).
     audited_user: Option<String>,
     /// The chat or user the call is about (for the audit line).
@@ -164,6 +165,8 @@ async fn route(ctx: &mut Ctx) -> ApiResult {
         (&Method::POST, ["api", "chats"]) => chats::create(ctx).await,
         (&Method::GET, ["api", "chats", chat_id, "messages"]) => chats::messages(ctx, chat_id).await,
         (&Method::PUT, ["api", "chats", chat_id, "read"]) => chats::read(ctx, chat_id).await,
+        (&Method::POST, ["api", "chats", chat_id, "attachments"]) => attachments::upload(ctx, chat_id).await,
+        (&Method::GET, ["api", "attachments", id]) => attachments::download(ctx, id).await,
 
         (&Method::GET, ["api", "users", "available-tutors"]) => people::available_tutors(ctx).await,
         (&Method::GET, ["api", "tutors", "students"]) => people::students(ctx).await,
@@ -200,7 +203,7 @@ fn parse_query(q: &str) -> HashMap<String, String> {
 }
 
 /// Decodes `%XX` and `+` in a query component.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -5,7 +5,7 @@
 
 use super::Store;
 use crate::chat::ids::new_object_id;
-use crate::chat::model::{Chat, Course, Enrollment, Message, MessageType, Role, SenderType, User};
+use crate::chat::model::{Chat, Course, Enrollment, Message, MessageType, Role, SenderType, StoredAttachment, User};
 use crate::time::Timestamp;
 
 fn prefix() -> String {
@@ -50,6 +50,26 @@ pub async fn run_all(store: &dyn Store) {
     read_cursors_never_move_back(store).await;
     persisting_is_idempotent_and_moves_chat_forward(store).await;
     history_pages_by_seq(store).await;
+    attachments_keep_their_bytes_and_record(store).await;
+}
+
+async fn attachments_keep_their_bytes_and_record(store: &dyn Store) {
+    let record = StoredAttachment {
+        id: new_object_id(),
+        chat_id: new_object_id(),
+        uploader_id: "u".into(),
+        name: "notes.txt".into(),
+        size: 5000,
+        mime: "text/plain".into(),
+        created_at: Timestamp(1_700_000_000_000),
+    };
+    let bytes: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    store.put_attachment(&record, bytes.clone()).await.unwrap();
+    assert_eq!(store.attachment(&record.id).await.unwrap(), Some(record.clone()));
+    assert_eq!(store.attachment_bytes(&record.id).await.unwrap(), Some(bytes));
+    let missing = new_object_id();
+    assert_eq!(store.attachment(&missing).await.unwrap(), None);
+    assert_eq!(store.attachment_bytes(&missing).await.unwrap(), None);
 }
 
 async fn users_are_upserted(store: &dyn Store) {

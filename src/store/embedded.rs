@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{ChatCreation, Store, StoreError, StoreResult};
-use crate::chat::model::{Block, Chat, Course, Enrollment, Message, User};
+use crate::chat::model::{Block, Chat, Course, Enrollment, Message, StoredAttachment, User};
 use crate::group_commit::GroupCommit;
 use crate::time::Timestamp;
 
@@ -41,6 +41,8 @@ const USER_CHATS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 /// (chat, user) → highest seq read.
 const READ_CURSORS: TableDefinition<(&str, &str), u64> = TableDefinition::new("read_cursors");
+/// attachment id → its record; the bytes are a file of that name under `attachments/`.
+const ATTACHMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("attachments");
 
 /// Every id is `[A-Za-z0-9_-]` or hex, all below this character, so `(id, "")..(id, MAX)` spans
 /// exactly the entries whose first key part is `id`.
@@ -49,6 +51,8 @@ const KEY_MAX: &str = "\u{7f}";
 pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: GroupCommit,
+    /// Where attachment bytes live, one file per attachment.
+    files: std::path::PathBuf,
 }
 
 impl EmbeddedStore {
@@ -62,7 +66,9 @@ impl EmbeddedStore {
         txn.commit().map_err(redb::Error::from)?;
         let db = Arc::new(db);
         let writer = GroupCommit::start(db.clone(), "store").map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(EmbeddedStore { db, writer })
+        let files = dir.join("attachments");
+        std::fs::create_dir_all(&files).map_err(|e| StoreError::Unavailable(format!("{}: {e}", files.display())))?;
+        Ok(EmbeddedStore { db, writer, files })
     }
 
     fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> StoreResult<T>) -> StoreResult<T> {
@@ -83,6 +89,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(USER_CHATS)?;
     txn.open_table(MESSAGES)?;
     txn.open_table(READ_CURSORS)?;
+    txn.open_table(ATTACHMENTS)?;
     Ok(())
 }
 
@@ -414,6 +421,48 @@ impl Store for EmbeddedStore {
             out.reverse();
             Ok(out)
         })
+    }
+
+    async fn put_attachment(&self, attachment: &StoredAttachment, bytes: Vec<u8>) -> StoreResult<()> {
+        // The file first (written, fsync'd, renamed into place), then the record that points at it.
+        let path = self.files.join(&attachment.id);
+        let partial = self.files.join(format!("{}.partial", attachment.id));
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&partial)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&partial, &path)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::Unavailable(format!("writing an attachment: {e}")))?;
+        let record = attachment.clone();
+        Ok(self
+            .writer
+            .write(move |txn| {
+                txn.open_table(ATTACHMENTS)?.insert(record.id.as_str(), encode(&record).as_slice())?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn attachment(&self, id: &str) -> StoreResult<Option<StoredAttachment>> {
+        self.read(|txn| match txn.open_table(ATTACHMENTS)?.get(id)? {
+            Some(v) => decode(v.value()).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    async fn attachment_bytes(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        if self.attachment(id).await?.is_none() {
+            return Ok(None);
+        }
+        match tokio::fs::read(self.files.join(id)).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
     }
 
     async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> StoreResult<Vec<Message>> {

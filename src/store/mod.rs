@@ -15,7 +15,7 @@ pub mod contract_tests;
 
 use async_trait::async_trait;
 
-use crate::chat::model::{Block, Chat, Course, Enrollment, Message, User};
+use crate::chat::model::{Block, Chat, Course, Enrollment, Message, StoredAttachment, User};
 use crate::error::ErrorCode;
 use crate::time::Timestamp;
 
@@ -104,4 +104,9 @@ pub trait Store: Send + Sync + 'static {
     async fn messages_before(&self, chat_id: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<Message>>;
     /// The first `limit` messages with seq > `after`, ascending.
     async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> StoreResult<Vec<Message>>;
+
+    /// Stores an attachment's bytes and record (durably: the upload is answered after this).
+    async fn put_attachment(&self, attachment: &StoredAttachment, bytes: Vec<u8>) -> StoreResult<()>;
+    async fn attachment(&self, id: &str) -> StoreResult<Option<StoredAttachment>>;
+    async fn attachment_bytes(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
 }

@@ -22,7 +22,9 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use super::{ChatCreation, Store, StoreError, StoreResult};
-use crate::chat::model::{Attachment, Block, Chat, Course, Enrollment, Message, MessageType, Role, SenderType, User};
+use crate::chat::model::{
+    Attachment, Block, Chat, Course, Enrollment, Message, MessageType, Role, SenderType, StoredAttachment, User,
+};
 use crate::time::Timestamp;
 
 /// The longest any single store operation may take before the caller answers `unavailable`.
@@ -327,6 +329,8 @@ impl MongoStore {
         within(self.courses().create_index(index(doc! {"tutorIds": 1}, false, "tutors"))).await?;
         within(self.blocks().create_index(index(doc! {"blocker": 1, "blocked": 1}, true, "blocker_blocked"))).await?;
         within(self.cursors().create_index(index(doc! {"chat": 1, "user": 1}, true, "chat_user"))).await?;
+        let attachments = self.db.collection::<Document>("attachments");
+        within(attachments.create_index(index(doc! {"id": 1}, true, "attachment_id"))).await?;
         Ok(())
     }
 }
@@ -527,6 +531,51 @@ impl Store for MongoStore {
         let mut out: Vec<Message> = docs.into_iter().map(MessageDoc::into_message).collect();
         out.reverse();
         Ok(out)
+    }
+
+    async fn put_attachment(&self, attachment: &StoredAttachment, bytes: Vec<u8>) -> StoreResult<()> {
+        use futures_util::io::AsyncWriteExt;
+        let id = oid(&attachment.id)?;
+        let bucket = self.db.gridfs_bucket(None);
+        let upload = async {
+            let mut stream = bucket.open_upload_stream(&attachment.name).id(Bson::ObjectId(id)).await?;
+            stream.write_all(&bytes).await.map_err(|e| MongoError::custom(e.to_string()))?;
+            stream.close().await.map_err(|e| MongoError::custom(e.to_string()))?;
+            Ok::<(), MongoError>(())
+        };
+        match tokio::time::timeout(OPERATION_DEADLINE * 4, upload).await {
+            Ok(result) => result.map_err(unavailable)?,
+            Err(_) => return Err(StoreError::Unavailable("MongoDB did not take the attachment in time".into())),
+        }
+        let record = bson::to_document(attachment).map_err(unavailable)?;
+        within(
+            self.db.collection::<Document>("attachments").replace_one(doc! {"id": &attachment.id}, record).upsert(true),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn attachment(&self, id: &str) -> StoreResult<Option<StoredAttachment>> {
+        let d = within(self.db.collection::<Document>("attachments").find_one(doc! {"id": id})).await?;
+        d.map(|d| bson::from_document(d).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    }
+
+    async fn attachment_bytes(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        use futures_util::io::AsyncReadExt;
+        if self.attachment(id).await?.is_none() {
+            return Ok(None);
+        }
+        let bucket = self.db.gridfs_bucket(None);
+        let download = async {
+            let mut stream = bucket.open_download_stream(Bson::ObjectId(oid(id)?)).await.map_err(unavailable)?;
+            let mut bytes = Vec::new();
+            stream.read_to_end(&mut bytes).await.map_err(unavailable)?;
+            Ok::<_, StoreError>(bytes)
+        };
+        match tokio::time::timeout(OPERATION_DEADLINE * 4, download).await {
+            Ok(result) => result.map(Some),
+            Err(_) => Err(StoreError::Unavailable("MongoDB did not answer in time".into())),
+        }
     }
 
     async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> StoreResult<Vec<Message>> {

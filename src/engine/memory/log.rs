@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use crate::chat::ids::new_object_id;
 use crate::chat::model::Message;
-use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Queued};
+use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued};
 use crate::events::message_received_frame;
 use crate::group_commit::GroupCommit;
 use crate::hub::{Delivery, Hub, Target};
@@ -48,6 +48,7 @@ pub struct MemoryLog {
     /// Woken after each append so an idle store writer picks the message up at once.
     appended: Arc<Notify>,
     idempotency_window: Duration,
+    presenter: Presenter,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> EngineError {
@@ -55,7 +56,7 @@ fn unavailable(e: impl std::fmt::Display) -> EngineError {
 }
 
 impl MemoryLog {
-    pub fn open(dir: &Path, hub: Arc<Hub>, idempotency_window: Duration) -> EngineResult<Self> {
+    pub fn open(dir: &Path, hub: Arc<Hub>, idempotency_window: Duration, presenter: Presenter) -> EngineResult<Self> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
         let db = Database::create(dir.join("queue.redb")).map_err(unavailable)?;
         let (next, backlog) = {
@@ -83,6 +84,7 @@ impl MemoryLog {
             backlog: Arc::new(AtomicU64::new(backlog)),
             appended: Arc::new(Notify::new()),
             idempotency_window,
+            presenter,
         })
     }
 
@@ -122,6 +124,7 @@ impl MessageLog for MemoryLog {
         let backlog = self.backlog.clone();
         let recipients = req.recipients.clone();
         let origin = req.origin;
+        let presenter = self.presenter.clone();
         let (appended, _json) = self
             .writer
             .write_then(
@@ -162,11 +165,16 @@ impl MessageLog for MemoryLog {
                     }
                     let depth = backlog.fetch_add(1, Ordering::SeqCst) + 1;
                     metrics::gauge!("coursechat_writebehind_queue_depth").set(depth as f64);
-                    hub.deliver(&Delivery {
-                        target: Target::Users(recipients),
-                        except: origin,
-                        frame: message_received_frame(json),
-                    });
+                    // Encoded once for every recipient; a copy with an attachment gets its url
+                    // signed first.
+                    let frame = if appended.message.attachment.is_some() {
+                        let mut shown = appended.message.clone();
+                        presenter(&mut shown);
+                        message_received_frame(&serde_json::to_vec(&shown).unwrap_or_default())
+                    } else {
+                        message_received_frame(json)
+                    };
+                    hub.deliver(&Delivery { target: Target::Users(recipients), except: origin, frame });
                 },
             )
             .await

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{Bus, Engine, EngineResult, Notice, Timings};
+use super::{Bus, Engine, EngineResult, Notice, Presenter, Timings};
 use crate::hub::{Delivery, Hub};
 use crate::store::Store;
 
@@ -46,9 +46,10 @@ pub fn start(
     store: Arc<dyn Store>,
     timings: Timings,
     limits: MemoryLimits,
+    presenter: Presenter,
 ) -> EngineResult<(Engine, mpsc::Receiver<Notice>)> {
     let (notices_tx, notices) = mpsc::channel(4096);
-    let log = Arc::new(log::MemoryLog::open(data_dir, hub.clone(), limits.idempotency_window)?);
+    let log = Arc::new(log::MemoryLog::open(data_dir, hub.clone(), limits.idempotency_window, presenter)?);
     let presence = Arc::new(presence::MemoryPresence::new(timings.presence_grace));
     let typing = Arc::new(presence::MemoryTyping::new(timings.typing_ttl));
     let limiter = Arc::new(limiter::MemoryLimiter::new(limits.messages_per_second, limits.message_burst));
@@ -113,7 +114,7 @@ mod tests {
     async fn memory_log_passes_the_message_log_contract() {
         let dir = tempfile::tempdir().unwrap();
         let hub = Hub::new();
-        let log = log::MemoryLog::open(dir.path(), hub.clone(), Duration::from_secs(3600)).unwrap();
+        let log = log::MemoryLog::open(dir.path(), hub.clone(), Duration::from_secs(3600), Arc::new(|_| {})).unwrap();
         contract_tests::message_log_suite(&log, &hub).await;
     }
 
@@ -121,7 +122,7 @@ mod tests {
     async fn memory_presence_and_typing_pass_their_contracts() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let (engine, mut notices) = start(dir.path(), Hub::new(), store, fast(), limits()).unwrap();
+        let (engine, mut notices) = start(dir.path(), Hub::new(), store, fast(), limits(), Arc::new(|_| {})).unwrap();
         contract_tests::presence_suite(engine.presence.as_ref(), &mut notices, fast().presence_grace).await;
         contract_tests::typing_suite(engine.typing.as_ref(), &mut notices, fast().typing_ttl).await;
         contract_tests::rate_limiter_suite(engine.message_limiter.as_ref(), 20).await;
@@ -132,7 +133,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let chat = crate::chat::ids::new_object_id();
         {
-            let log = log::MemoryLog::open(dir.path(), Hub::new(), Duration::from_secs(3600)).unwrap();
+            let log =
+                log::MemoryLog::open(dir.path(), Hub::new(), Duration::from_secs(3600), Arc::new(|_| {})).unwrap();
             for cmid in ["a", "b"] {
                 let req = crate::engine::AppendRequest {
                     chat_id: chat.clone(),
@@ -149,7 +151,7 @@ mod tests {
             }
         }
         let log = loop {
-            match log::MemoryLog::open(dir.path(), Hub::new(), Duration::from_secs(3600)) {
+            match log::MemoryLog::open(dir.path(), Hub::new(), Duration::from_secs(3600), Arc::new(|_| {})) {
                 Ok(l) => break l,
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
