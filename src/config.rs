@@ -152,6 +152,9 @@ pub struct Limits {
     /// Most messages the write-behind writer persists in one batch.
     #[arg(long, env = "CHAT_WRITER_BATCH", default_value_t = 500)]
     pub writer_batch: usize,
+    /// After a partial batch, how long the writer lets the next one gather, ms.
+    #[arg(long, env = "CHAT_WRITER_FLUSH_MS", default_value_t = 20)]
+    pub writer_flush_ms: u64,
 }
 
 impl Limits {

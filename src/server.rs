@@ -165,6 +165,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         log: engine.log.clone(),
         store: store.clone(),
         batch: limits.writer_batch,
+        flush_interval: Duration::from_millis(limits.writer_flush_ms),
         health: store_health.clone(),
     };
     let writer_task = tokio::spawn(writer.run(writer_stop));
@@ -224,8 +225,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let _ = tokio::time::timeout_at(deadline.into(), connections.acquire_many(MAX_HTTP_CONNECTIONS as u32)).await;
     let _ = stop_writer.send(true);
     let _ = writer_task.await;
-    let flusher =
-        Writer { log: engine.log.clone(), store, batch: state.config.limits.writer_batch, health: store_health };
+    let flusher = Writer {
+        log: engine.log.clone(),
+        store,
+        batch: state.config.limits.writer_batch,
+        flush_interval: Duration::ZERO,
+        health: store_health,
+    };
     let flush_deadline = Instant::now().max(deadline) + Duration::from_secs(2);
     let flushed = flusher.flush(flush_deadline).await;
     let left = engine.log.backlog().await.unwrap_or(0);

@@ -35,6 +35,8 @@ pub struct Writer {
     pub log: Arc<dyn MessageLog>,
     pub store: Arc<dyn Store>,
     pub batch: usize,
+    /// After a batch smaller than `batch`, how long to let the next one gather (0: write at once).
+    pub flush_interval: Duration,
     pub health: Arc<StoreHealth>,
 }
 
@@ -56,7 +58,15 @@ impl Writer {
                 step = self.step(IDLE_WAIT) => step,
             };
             match step {
-                Ok(_) => backoff = BACKOFF_MIN,
+                Ok(n) => {
+                    backoff = BACKOFF_MIN;
+                    if n > 0 && n < self.batch && !self.flush_interval.is_zero() {
+                        tokio::select! {
+                            _ = crate::server::flagged(&mut stop) => return,
+                            _ = tokio::time::sleep(self.flush_interval) => {}
+                        }
+                    }
+                }
                 Err(()) => {
                     tokio::select! {
                         _ = crate::server::flagged(&mut stop) => return,
