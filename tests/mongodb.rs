@@ -23,16 +23,6 @@ fn mongodb_base() -> Option<String> {
     }
 }
 
-fn with_db(base: &str, db: &str) -> String {
-    let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
-    let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let host_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
-    match query {
-        Some(q) => format!("{}/{db}?{q}", &head[..host_end]),
-        None => format!("{}/{db}", &head[..host_end]),
-    }
-}
-
 async fn messages(url: &str, db: &str) -> mongodb::Collection<Document> {
     let client = mongodb::Client::with_uri_str(url).await.unwrap();
     client.database(db).collection("messages")

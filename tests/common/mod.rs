@@ -129,14 +129,18 @@ fn test_mongodb_url() -> Option<String> {
         return None;
     }
     let base = std::env::var("CHAT_TEST_MONGODB_URL").expect("CHAT_TEST_STORE=mongodb needs CHAT_TEST_MONGODB_URL");
-    let (head, query) = base.split_once('?').map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
+    Some(with_db(&base, &format!("coursechat_test_{:08x}{:08x}", rand_u32(), rand_u32())))
+}
+
+/// The MongoDB URL `base` with its database replaced by `db`.
+pub fn with_db(base: &str, db: &str) -> String {
+    let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
     let scheme_end = head.find("://").map_or(0, |i| i + 3);
     let host_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
-    let db = format!("coursechat_test_{:08x}{:08x}", rand_u32(), rand_u32());
-    Some(match query {
+    match query {
         Some(q) => format!("{}/{db}?{q}", &head[..host_end]),
         None => format!("{}/{db}", &head[..host_end]),
-    })
+    }
 }
 
 fn unsafe_sigterm(pid: u32) {
@@ -195,7 +199,7 @@ impl HttpResponse {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection.
+/// One HTTP/1.1 request on a fresh connection, with an optional JSON body.
 pub async fn http(
     addr: &str,
     method: &str,
@@ -204,36 +208,12 @@ pub async fn http(
     body: Option<Value>,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
     if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
+        all.push(("Content-Type", "application/json"));
     }
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.expect("http timeout").unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("http head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut payload = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
-        payload = dechunk(&payload);
-    }
-    let body = serde_json::from_slice(&payload).unwrap_or(Value::Null);
-    HttpResponse { status, headers, body, raw: payload }
+    http_raw(addr, method, path, token, body.as_bytes(), &all, false).await
 }
 
 /// One request with a raw body (`chunked`: sent with Transfer-Encoding: chunked, no length).
