@@ -88,8 +88,7 @@ fn verifier(config: &ServeConfig) -> Result<Verifier, StartError> {
 }
 
 /// The attachment url signer: `CHAT_SIGNING_KEY`, else a key derived from the JWT secret (the demo
-/// secret with `--demo`). With only a public key and no signing key, urls could not be checked on
-/// another node, so a signing key is required.
+/// secret with `--demo`), else (only a public key) a random key for this process.
 fn url_signer(config: &ServeConfig) -> Result<UrlSigner, StartError> {
     let ttl = config.limits.attachment_url_ttl;
     if let Some(key) = config.signing_key.as_ref().filter(|k| !k.is_empty()) {
@@ -100,7 +99,12 @@ fn url_signer(config: &ServeConfig) -> Result<UrlSigner, StartError> {
         None if config.demo && config.jwt_public_key.is_none() => {
             crate::demo::secret(&config.data_dir).map_err(|e| StartError::Config(format!("demo secret: {e}")))?
         }
-        None => return Err(StartError::Config("set CHAT_SIGNING_KEY (it signs attachment urls on every node)".into())),
+        None => {
+            // Only a public key: nothing shared to derive from. A random key works on this node
+            // until it restarts; several nodes need CHAT_SIGNING_KEY.
+            tracing::warn!("CHAT_SIGNING_KEY is unset: attachment urls are signed with a random key valid on this node until it restarts");
+            (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect::<String>().into_bytes()
+        }
     };
     Ok(UrlSigner::new(&UrlSigner::derive_key(&secret), ttl))
 }
