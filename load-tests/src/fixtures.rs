@@ -127,26 +127,18 @@ pub async fn set_up(rest: &Rest, plan: &Plan, tokens: &Tokens, concurrency: usiz
     let mut deviations = BTreeSet::new();
     let admin = &tokens.admin;
 
+    let user = |id: String, name: String, role: Role| Call {
+        method: Method::PUT,
+        path: format!("/api/admin/users/{id}"),
+        token: admin.clone(),
+        body: json(&UserBody { name: &name, role: role.as_str() }),
+    };
     let mut users = Vec::with_capacity(plan.sockets());
     for t in 0..plan.tutors() {
-        let id = plan.tutor_id(t);
-        let name = tutor_name(plan, t);
-        users.push(Call {
-            method: Method::PUT,
-            path: format!("/api/admin/users/{id}"),
-            token: admin.clone(),
-            body: json(&UserBody { name: &name, role: Role::Tutor.as_str() }),
-        });
+        users.push(user(plan.tutor_id(t), tutor_name(plan, t), Role::Tutor));
     }
     for i in 0..plan.students {
-        let id = plan.student_id(i);
-        let name = student_name(plan, i);
-        users.push(Call {
-            method: Method::PUT,
-            path: format!("/api/admin/users/{id}"),
-            token: admin.clone(),
-            body: json(&UserBody { name: &name, role: Role::User.as_str() }),
-        });
+        users.push(user(plan.student_id(i), student_name(plan, i), Role::User));
     }
     let users = Arc::new(users);
     let answers = rest.send_all(&users, concurrency).await?;

@@ -573,26 +573,16 @@ impl ChatService {
     /// The chat, when the caller takes part in it; otherwise `not_found` (never `forbidden`, so
     /// a chat's existence does not leak).
     async fn participant_chat(&self, caller: &Caller, chat_id: &str) -> ChatResult<Chat> {
-        if !is_object_id(chat_id) {
-            return Err(ChatError::NotFound("chat"));
-        }
-        match self.store.chat(chat_id).await? {
-            Some(chat) if chat.is_participant(&caller.user_id) => Ok(chat),
-            _ => Err(ChatError::NotFound("chat")),
-        }
+        let chat = if is_object_id(chat_id) { self.store.chat(chat_id).await? } else { None };
+        only_participant(chat, caller)
     }
 
     /// Like [`participant_chat`](Self::participant_chat) from the directory cache: only the
     /// participants and course are meant to be read (its last message may be old). The hot path
     /// (send, typing) uses this, so it keeps working while the store is down.
     async fn participant_chat_cached(&self, caller: &Caller, chat_id: &str) -> ChatResult<Chat> {
-        if !is_object_id(chat_id) {
-            return Err(ChatError::NotFound("chat"));
-        }
-        match self.engine.directory.chat(chat_id).await? {
-            Some(chat) if chat.is_participant(&caller.user_id) => Ok(chat),
-            _ => Err(ChatError::NotFound("chat")),
-        }
+        let chat = if is_object_id(chat_id) { self.engine.directory.chat(chat_id).await? } else { None };
+        only_participant(chat, caller)
     }
 
     /// The student holds an enrollment in the course and the tutor is one of its tutors.
@@ -667,6 +657,12 @@ impl ChatService {
     async fn publish(&self, target: Target, except: Option<SocketId>, frame: bytes::Bytes) -> ChatResult<()> {
         Ok(self.engine.bus.publish(Delivery { target, except, frame }).await?)
     }
+}
+
+/// The chat, when the caller takes part in it; otherwise `not_found` (never `forbidden`, so a
+/// chat's existence does not leak).
+fn only_participant(chat: Option<Chat>, caller: &Caller) -> ChatResult<Chat> {
+    chat.filter(|c| c.is_participant(&caller.user_id)).ok_or(ChatError::NotFound("chat"))
 }
 
 fn participants(chat: &Chat) -> Vec<String> {

@@ -586,6 +586,19 @@ impl Store for MongoStore {
     }
 }
 
+/// `base` with its database path replaced by `db` (tests give each run its own database).
+pub fn with_database(base: &str, db: &str) -> String {
+    let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let host_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
+    let mut url = format!("{}/{db}", &head[..host_end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
 #[cfg(test)]
 pub mod tests {
     use super::*;
@@ -602,19 +615,6 @@ pub mod tests {
         let db = format!("coursechat_test_{}", ObjectId::new().to_hex());
         let url = with_database(&base, &db);
         Some(MongoStore::connect(&url).await.expect("connect to the test MongoDB"))
-    }
-
-    /// `base` with its database path replaced by `db`.
-    pub fn with_database(base: &str, db: &str) -> String {
-        let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
-        let scheme_end = head.find("://").map_or(0, |i| i + 3);
-        let host_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
-        let mut url = format!("{}/{db}", &head[..host_end]);
-        if let Some(q) = query {
-            url.push('?');
-            url.push_str(q);
-        }
-        url
     }
 
     #[test]

@@ -134,13 +134,7 @@ fn test_mongodb_url() -> Option<String> {
 
 /// The MongoDB URL `base` with its database replaced by `db`.
 pub fn with_db(base: &str, db: &str) -> String {
-    let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
-    let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let host_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
-    match query {
-        Some(q) => format!("{}/{db}?{q}", &head[..host_end]),
-        None => format!("{}/{db}", &head[..host_end]),
-    }
+    coursechat::store::mongo::with_database(base, db)
 }
 
 fn unsafe_sigterm(pid: u32) {

@@ -284,7 +284,12 @@ export const mark = (socket) => socket.log.length;
  * Wait for `event` on `socket` whose first argument satisfies `predicate`, looking at events
  * from log position `from` (default: now). Resolves with the first argument.
  */
-export function waitFor(socket, event, predicate = () => true, timeoutMs = 3000, { from } = {}) {
+export async function waitFor(socket, event, predicate = () => true, timeoutMs = 3000, { from } = {}) {
+  return (await waitForEntry(socket, event, predicate, timeoutMs, { from })).data;
+}
+
+/** Same as waitFor but resolves with the log entry (including `at`, the arrival time). */
+export function waitForEntry(socket, event, predicate = () => true, timeoutMs = 3000, { from } = {}) {
   const start = from ?? socket.log.length;
   return new Promise((resolve, reject) => {
     const check = () => {
@@ -299,10 +304,10 @@ export function waitFor(socket, event, predicate = () => true, timeoutMs = 3000,
       return null;
     };
     const found = check();
-    if (found) return resolve(found.data);
+    if (found) return resolve(found);
     const iv = setInterval(() => {
       const f = check();
-      if (f) { clearInterval(iv); clearTimeout(timer); resolve(f.data); }
+      if (f) { clearInterval(iv); clearTimeout(timer); resolve(f); }
     }, 5);
     const timer = setTimeout(() => {
       clearInterval(iv);
@@ -310,21 +315,6 @@ export function waitFor(socket, event, predicate = () => true, timeoutMs = 3000,
       reject(new Error(`timed out after ${timeoutMs} ms waiting for "${event}"; events seen: ${seen.length ? seen.join(' | ') : '(none)'}`));
     }, timeoutMs);
   });
-}
-
-/** Same as waitFor but resolves with the log entry (including `at`, the arrival time). */
-export async function waitForEntry(socket, event, predicate = () => true, timeoutMs = 3000, { from } = {}) {
-  const start = from ?? socket.log.length;
-  await waitFor(socket, event, predicate, timeoutMs, { from: start });
-  for (let i = start; i < socket.log.length; i++) {
-    const e = socket.log[i];
-    if (e.event === event) {
-      let ok = false;
-      try { ok = predicate(e.data); } catch { ok = false; }
-      if (ok) return e;
-    }
-  }
-  throw new Error('unreachable');
 }
 
 /** Events named `event` received since log position `from` (optionally filtered). */
