@@ -92,6 +92,36 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub limits: Limits,
+    #[command(flatten)]
+    pub redis: RedisSettings,
+}
+
+/// Settings of the Redis engine (used only with `CHAT_REDIS_URL`).
+#[derive(Debug, Clone, Args)]
+pub struct RedisSettings {
+    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "coursechat:")]
+    pub redis_prefix: String,
+    /// Durable queue streams; a chat's keys and its stream share one hash slot. Fixed for the
+    /// life of a deployment's data (changing it moves chats to other slots).
+    #[arg(long, env = "CHAT_REDIS_SHARDS", default_value_t = 16)]
+    pub redis_shards: u32,
+    /// Messages per chat kept in Redis for recovery and the first history page.
+    #[arg(long, env = "CHAT_REDIS_RECENT", default_value_t = 100)]
+    pub redis_recent: u32,
+    /// Days an idle chat's recent messages stay in Redis.
+    #[arg(long, env = "CHAT_REDIS_RECENT_DAYS", default_value_t = 7)]
+    pub redis_recent_days: u32,
+    /// Connections in the node's Redis pool (besides its one subscriber connection).
+    #[arg(long, env = "CHAT_REDIS_POOL", default_value_t = 16)]
+    pub redis_pool: usize,
+    /// Longest wait for a pooled connection or a Redis reply before a call fails `unavailable`, ms.
+    #[arg(long, env = "CHAT_REDIS_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_timeout_ms: u64,
+    /// Seconds without a heartbeat after which a node counts as dead and its sockets are
+    /// removed from presence by the others.
+    #[arg(long, env = "CHAT_NODE_DEAD_AFTER", default_value_t = 10)]
+    pub node_dead_after: u64,
 }
 
 #[derive(Debug, Clone, Args)]

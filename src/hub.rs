@@ -109,6 +109,11 @@ impl Hub {
         self.users.read().get(user).map_or(0, Vec::len)
     }
 
+    /// Every user with a socket on this node, and how many.
+    pub fn local_users(&self) -> Vec<(String, usize)> {
+        self.users.read().iter().map(|(user, sockets)| (user.clone(), sockets.len())).collect()
+    }
+
     pub fn socket_count(&self) -> usize {
         self.users.read().values().map(Vec::len).sum()
     }

@@ -22,7 +22,7 @@ use crate::audit::Audit;
 use crate::auth::{KeyConfig, Verifier};
 use crate::chat::service::{ChatLimits, ChatService};
 use crate::config::ServeConfig;
-use crate::engine::{memory, Timings};
+use crate::engine::{memory, redis, Timings};
 use crate::http::StaticFiles;
 use crate::hub::Hub;
 use crate::store::embedded::EmbeddedStore;
@@ -111,9 +111,11 @@ fn url_signer(config: &ServeConfig) -> Result<UrlSigner, StartError> {
 
 /// Runs the node until SIGTERM or SIGINT, then drains.
 pub async fn run(config: ServeConfig) -> Result<(), StartError> {
-    if config.redis_url.is_some() {
+    if config.redis_url.is_some() && config.mongodb_url.is_none() {
         return Err(StartError::Config(
-            "CHAT_REDIS_URL: the Redis engine is not part of this build yet; unset it to run one node".into(),
+            "CHAT_REDIS_URL needs CHAT_MONGODB_URL: nodes of the Redis engine share one history, and with the \
+             embedded store each node would keep its own. Set CHAT_MONGODB_URL, or unset CHAT_REDIS_URL to run one node"
+                .into(),
         ));
     }
     let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
@@ -152,9 +154,30 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             }
         })
     };
-    let (engine, mut notices) =
-        memory::start(&config.data_dir, hub.clone(), store.clone(), timings, engine_limits, presenter)
-            .map_err(|e| StartError::Backend(e.to_string()))?;
+    let (engine, mut notices) = match &config.redis_url {
+        Some(url) => {
+            let settings = &config.redis;
+            let options = redis::RedisOptions {
+                url: url.clone(),
+                prefix: settings.redis_prefix.clone(),
+                shards: settings.redis_shards,
+                recent: settings.redis_recent,
+                recent_ttl: Duration::from_secs(u64::from(settings.redis_recent_days) * 86_400),
+                pool: settings.redis_pool,
+                timeout: Duration::from_millis(settings.redis_timeout_ms),
+                node_id: node_id.clone(),
+                node_dead_after: Duration::from_secs(settings.node_dead_after),
+                idempotency_window: engine_limits.idempotency_window,
+                messages_per_second: engine_limits.messages_per_second,
+                message_burst: engine_limits.message_burst,
+            };
+            redis::start(options, hub.clone(), store.clone(), timings, presenter)
+                .await
+                .map(|(engine, notices, _tasks)| (engine, notices))
+        }
+        None => memory::start(&config.data_dir, hub.clone(), store.clone(), timings, engine_limits, presenter),
+    }
+    .map_err(|e| StartError::Backend(e.to_string()))?;
     let chat_limits = ChatLimits {
         max_content_chars: limits.max_content_chars,
         max_attachment_bytes: limits.max_attachment_bytes,

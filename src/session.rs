@@ -29,6 +29,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::auth::{AuthError, Identity};
 use crate::chat::service::Draft;
 use crate::chat::{Caller, ChatError};
+use crate::engine::Topic;
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{ack_err, ack_ok, connect_error, connect_error_in, decode_client_event, error_event, ClientEvent};
 use crate::hub::SocketHandle;
@@ -448,6 +449,8 @@ impl Session {
         let caller = identity.caller;
         let handle = Arc::new(SocketHandle::new(self.socket_id, caller.user_id.clone(), queue));
         self.state.hub.register(handle.clone());
+        // Listening starts before the CONNECT ack, so no event after it is missed.
+        let _ = self.state.service.engine().bus.watch(Topic::User(caller.user_id.clone())).await;
         let expires_at = expiry_instant(identity.exp, self.state.config.jwt_leeway);
         self.connected = Some(Connected {
             caller: caller.clone(),
@@ -534,13 +537,19 @@ impl Session {
                         )));
                     }
                     state.hub.join(&joined.chat.id, &c.handle);
+                    service.engine().bus.watch(Topic::Room(joined.chat.id.clone())).await?;
                     c.rooms.push(joined.chat.id.clone());
                 }
+                let seen = joined.missed.last().map_or(joined.chat.last_seq, |m| m.seq);
+                service.engine().bus.track(&c.caller.user_id, &joined.chat.id, seen);
                 state.audit.record("join_chat", Some(&c.caller.user_id), Some(&joined.chat.id), "ok", Some(self.peer));
                 Reply::json(&joined)
             }
             ClientEvent::LeaveChat(l) => {
                 state.hub.leave(&l.chat_id, c.handle.id);
+                if c.rooms.contains(&l.chat_id) {
+                    service.engine().bus.unwatch(Topic::Room(l.chat_id.clone())).await;
+                }
                 c.rooms.retain(|r| *r != l.chat_id);
                 Ok(Reply::Ok)
             }
@@ -600,6 +609,11 @@ impl Session {
         metrics::counter!("coursechat_disconnects_total", "reason" => end.as_str()).increment(1);
         if let Some(c) = self.connected.take() {
             self.state.hub.unregister(&c.handle, &c.rooms);
+            let bus = &self.state.service.engine().bus;
+            for room in &c.rooms {
+                bus.unwatch(Topic::Room(room.clone())).await;
+            }
+            bus.unwatch(Topic::User(c.caller.user_id.clone())).await;
             if let Err(e) = self.state.service.socket_closed(&c.caller.user_id).await {
                 tracing::warn!(error = %e, "presence update failed");
             }

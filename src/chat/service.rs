@@ -17,7 +17,7 @@ use super::model::{
 use super::views::{ChatView, Contact, CourseRef, MessagePage, Participant};
 use super::{Caller, ChatError, ChatResult};
 use crate::attachments::UrlSigner;
-use crate::engine::{AppendRequest, Engine, Invalidation, Notice};
+use crate::engine::{AppendRequest, Engine, Invalidation, Notice, Window};
 use crate::events::event_frame;
 use crate::hub::{Delivery, SocketId, Target};
 use crate::store::Store;
@@ -280,10 +280,16 @@ impl ChatService {
             return Err(ChatError::InvalidPayload(format!("limit must be 1..{}", self.limits.max_page)));
         }
         let chat = self.participant_chat(caller, chat_id).await?;
-        let pending = self.engine.log.pending(&chat.id).await?;
-        let stored = self.store.messages_before(&chat.id, before, limit + 1).await?;
-        let bound = before.unwrap_or(u64::MAX);
-        let mut all = merge(stored, pending.into_iter().filter(|m| m.seq < bound));
+        let window = Window::Before { before, limit: limit + 1 };
+        let mut all = match self.engine.log.recent(&chat.id, window).await? {
+            Some(recent) => recent,
+            None => {
+                let pending = self.engine.log.pending(&chat.id).await?;
+                let stored = self.store.messages_before(&chat.id, before, limit + 1).await?;
+                let bound = before.unwrap_or(u64::MAX);
+                merge(stored, pending.into_iter().filter(|m| m.seq < bound))
+            }
+        };
         let has_more = all.len() > limit;
         if has_more {
             all.drain(..all.len() - limit);
@@ -307,9 +313,15 @@ impl ChatService {
     }
 
     async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> ChatResult<(Vec<Message>, bool)> {
-        let pending = self.engine.log.pending(chat_id).await?;
-        let stored = self.store.messages_after(chat_id, after, limit + 1).await?;
-        let mut all = merge(stored, pending.into_iter().filter(|m| m.seq > after));
+        let window = Window::After { after, limit: limit + 1 };
+        let mut all = match self.engine.log.recent(chat_id, window).await? {
+            Some(recent) => recent,
+            None => {
+                let pending = self.engine.log.pending(chat_id).await?;
+                let stored = self.store.messages_after(chat_id, after, limit + 1).await?;
+                merge(stored, pending.into_iter().filter(|m| m.seq > after))
+            }
+        };
         let has_more = all.len() > limit;
         all.truncate(limit);
         Ok((all, has_more))

@@ -32,11 +32,17 @@ fn listen(hub: &Hub, socket: u64, user: &str) -> mpsc::Receiver<Bytes> {
     rx
 }
 
-pub async fn message_log_suite(log: &dyn MessageLog, hub: &Hub) {
+/// `watch` is told each user the suite listens for, as a node does when a socket connects.
+pub async fn message_log_suite<F, Fut>(log: &dyn MessageLog, hub: &Hub, watch: &F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let chat = new_object_id();
     let student = format!("s{}", &chat[18..]);
     let tutor = format!("t{}", &chat[18..]);
     let mut tutor_socket = listen(hub, 77, &tutor);
+    watch(tutor.clone()).await;
 
     // Seq starts at 1 and grows by one; the event reaches the other participant, once.
     let first = log.append(request(&chat, &student, "a", &[&student, &tutor])).await.unwrap();

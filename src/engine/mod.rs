@@ -14,6 +14,7 @@
 //! come out as [`Notice`]s on one bounded channel; the chat layer turns them into events.
 
 pub mod memory;
+pub mod redis;
 
 #[cfg(test)]
 pub mod contract_tests;
@@ -67,6 +68,16 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// Which messages of a chat a read wants; `limit` counts the one extra message that tells the
+/// caller there are more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The oldest `limit` messages with seq > `after`.
+    After { after: u64, limit: usize },
+    /// The newest `limit` messages with seq < `before` (all when `None`).
+    Before { before: Option<u64>, limit: usize },
+}
+
 /// A message waiting in the durable queue, with the token that releases it.
 #[derive(Debug, Clone)]
 pub struct Queued {
@@ -82,6 +93,11 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn append(&self, req: AppendRequest) -> EngineResult<Appended>;
     /// The acked messages of a chat that the store may not have yet, ascending by seq.
     async fn pending(&self, chat_id: &str) -> EngineResult<Vec<Message>>;
+    /// A window of a chat's messages, ascending, from the log's own recent messages when they
+    /// hold all of it; `None` when the store must be asked (the default: no recent window).
+    async fn recent(&self, _chat_id: &str, _window: Window) -> EngineResult<Option<Vec<Message>>> {
+        Ok(None)
+    }
     /// Up to `max` queued messages for the store writer, waiting up to `wait` when there are none.
     async fn next_batch(&self, max: usize, wait: Duration) -> EngineResult<Vec<Queued>>;
     /// Drops messages from the queue once the store has them.
@@ -92,9 +108,27 @@ pub trait MessageLog: Send + Sync + 'static {
     async fn ping(&self) -> EngineResult<()>;
 }
 
+/// What a node's sockets listen to: the events of a user, or of a chat's room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    User(String),
+    Room(String),
+}
+
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, delivery: Delivery) -> EngineResult<()>;
+    /// A socket of this node listens to `topic` from now on (called once per socket and topic,
+    /// before the socket is told it is connected or joined). A bus that spans nodes subscribes
+    /// to the topic when it is the node's first listener.
+    async fn watch(&self, _topic: Topic) -> EngineResult<()> {
+        Ok(())
+    }
+    /// A socket stopped listening to `topic` (closed, or left the room).
+    async fn unwatch(&self, _topic: Topic) {}
+    /// The sockets of `user` on this node have every message of `chat_id` up to `seq` (they just
+    /// joined it): a bus that can lose events fills gaps after this point.
+    fn track(&self, _user: &str, _chat_id: &str, _seq: u64) {}
 }
 
 #[async_trait]

@@ -1,5 +1,5 @@
 //! The directory cache of one node: chats, courses, enrollments and blocks read through from
-//! the store.
+//! [`Lookups`] (the store itself, or with the Redis engine the store behind a Redis cache).
 //!
 //! Entries are fresh for `fresh` (30 s); after that the store is asked again, and when the store
 //! fails, an entry up to `stale_if_error` old (15 min) is served instead, so sends keep working
@@ -19,6 +19,34 @@ use tokio::time::Instant;
 use crate::chat::model::{Chat, Course};
 use crate::engine::{Directory, EngineError, EngineResult, Invalidation};
 use crate::store::{Store, StoreError};
+
+/// Where the cache reads what it does not hold.
+#[async_trait]
+pub trait Lookups: Send + Sync + 'static {
+    async fn chat(&self, id: &str) -> Result<Option<Chat>, StoreError>;
+    async fn course(&self, id: &str) -> Result<Option<Course>, StoreError>;
+    async fn is_enrolled(&self, user: &str, course: &str) -> Result<bool, StoreError>;
+    async fn is_blocked(&self, blocker: &str, blocked: &str) -> Result<bool, StoreError>;
+}
+
+/// Lookups straight from the store.
+pub struct StoreLookups(pub Arc<dyn Store>);
+
+#[async_trait]
+impl Lookups for StoreLookups {
+    async fn chat(&self, id: &str) -> Result<Option<Chat>, StoreError> {
+        self.0.chat(id).await
+    }
+    async fn course(&self, id: &str) -> Result<Option<Course>, StoreError> {
+        self.0.course(id).await
+    }
+    async fn is_enrolled(&self, user: &str, course: &str) -> Result<bool, StoreError> {
+        Ok(self.0.enrollment(user, course).await?.is_some())
+    }
+    async fn is_blocked(&self, blocker: &str, blocked: &str) -> Result<bool, StoreError> {
+        self.0.is_blocked(blocker, blocked).await
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct CacheTimes {
@@ -77,6 +105,10 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         self.entries.lock().remove(key);
     }
 
+    fn clear(&self) {
+        self.entries.lock().clear();
+    }
+
     /// Read-through: fresh cache, else the store, else (store failing) a stale entry.
     async fn get<F>(&self, key: K, load: F) -> EngineResult<V>
     where
@@ -96,7 +128,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
 }
 
 pub struct CachedDirectory {
-    store: Arc<dyn Store>,
+    source: Arc<dyn Lookups>,
     chats: Cache<String, Option<Chat>>,
     courses: Cache<String, Option<Course>>,
     enrollments: Cache<(String, String), bool>,
@@ -104,14 +136,31 @@ pub struct CachedDirectory {
 }
 
 impl CachedDirectory {
-    pub fn new(store: Arc<dyn Store>, times: CacheTimes) -> Self {
+    pub fn new(source: Arc<dyn Lookups>, times: CacheTimes) -> Self {
         CachedDirectory {
-            store,
+            source,
             chats: Cache::new(times),
             courses: Cache::new(times),
             enrollments: Cache::new(times),
             blocks: Cache::new(times),
         }
+    }
+
+    /// Forgets on this node what a change made stale.
+    pub fn forget(&self, change: &Invalidation) {
+        match change {
+            Invalidation::Enrollment { user, course } => self.enrollments.forget(&(user.clone(), course.clone())),
+            Invalidation::Course(id) => self.courses.forget(id),
+            Invalidation::Block { blocker, blocked } => self.blocks.forget(&(blocker.clone(), blocked.clone())),
+        }
+    }
+
+    /// Forgets everything but chats (whose participants never change): after this node may have
+    /// missed invalidations.
+    pub fn forget_all(&self) {
+        self.courses.clear();
+        self.enrollments.clear();
+        self.blocks.clear();
     }
 }
 
@@ -123,28 +172,23 @@ impl Directory for CachedDirectory {
         if let Some(Some(chat)) = self.chats.stale(&id.to_owned()) {
             return Ok(Some(chat));
         }
-        self.chats.get(id.to_owned(), self.store.chat(id)).await
+        self.chats.get(id.to_owned(), self.source.chat(id)).await
     }
 
     async fn course(&self, id: &str) -> EngineResult<Option<Course>> {
-        self.courses.get(id.to_owned(), self.store.course(id)).await
+        self.courses.get(id.to_owned(), self.source.course(id)).await
     }
 
     async fn is_enrolled(&self, user: &str, course: &str) -> EngineResult<bool> {
-        let load = async { self.store.enrollment(user, course).await.map(|e| e.is_some()) };
-        self.enrollments.get((user.to_owned(), course.to_owned()), load).await
+        self.enrollments.get((user.to_owned(), course.to_owned()), self.source.is_enrolled(user, course)).await
     }
 
     async fn is_blocked(&self, blocker: &str, blocked: &str) -> EngineResult<bool> {
-        self.blocks.get((blocker.to_owned(), blocked.to_owned()), self.store.is_blocked(blocker, blocked)).await
+        self.blocks.get((blocker.to_owned(), blocked.to_owned()), self.source.is_blocked(blocker, blocked)).await
     }
 
     async fn invalidate(&self, change: Invalidation) -> EngineResult<()> {
-        match change {
-            Invalidation::Enrollment { user, course } => self.enrollments.forget(&(user, course)),
-            Invalidation::Course(id) => self.courses.forget(&id),
-            Invalidation::Block { blocker, blocked } => self.blocks.forget(&(blocker, blocked)),
-        }
+        self.forget(&change);
         Ok(())
     }
 }

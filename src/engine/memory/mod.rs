@@ -61,7 +61,10 @@ pub fn start(
         presence,
         typing,
         message_limiter: limiter,
-        directory: Arc::new(directory::CachedDirectory::new(store, directory::CacheTimes::default())),
+        directory: Arc::new(directory::CachedDirectory::new(
+            Arc::new(directory::StoreLookups(store)),
+            directory::CacheTimes::default(),
+        )),
     };
     Ok((engine, notices))
 }
@@ -115,7 +118,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hub = Hub::new();
         let log = log::MemoryLog::open(dir.path(), hub.clone(), Duration::from_secs(3600), Arc::new(|_| {})).unwrap();
-        contract_tests::message_log_suite(&log, &hub).await;
+        contract_tests::message_log_suite(&log, &hub, &|_| async {}).await;
     }
 
     #[tokio::test]

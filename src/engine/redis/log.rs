@@ -1,0 +1,413 @@
+//! The Redis message log: one Lua script per send, the durable queue as one stream per shard
+//! read by a consumer group (`writers`) with one consumer per node, and the per-chat recent
+//! window and pending set that reads use instead of the store.
+//!
+//! Durability: the ack follows the script, so an acked message is in Redis; how durable that is
+//! depends on Redis's own settings (AOF `appendfsync always`, or a replica and WAIT), see
+//! docs/REDIS.md. The store writer XACKs and deletes an entry only after the store confirmed it;
+//! entries another node took and never released are claimed after [`CLAIM_IDLE`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::{Script, Value};
+use tokio::time::Instant;
+
+use super::{unavailable, Redis, RedisOptions};
+use crate::chat::ids::new_object_id;
+use crate::chat::model::Message;
+use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued, Window};
+use crate::store::Store;
+use crate::time::Timestamp;
+
+const GROUP: &str = "writers";
+/// An entry another consumer has held this long without releasing it is claimed (its node died,
+/// or its store write is stuck).
+const CLAIM_IDLE: Duration = Duration::from_secs(30);
+/// How often a node looks for such entries.
+const CLAIM_EVERY: Duration = Duration::from_secs(5);
+
+static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/append.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+
+pub struct RedisLog {
+    redis: Redis,
+    /// Where a chat's seq counter is seeded from when Redis has none, and where a duplicate's
+    /// first message is found once Redis let go of it.
+    store: Arc<dyn Store>,
+    presenter: Presenter,
+    idempotency_ms: String,
+    recent: u32,
+    recent_ttl_ms: String,
+    consumer: String,
+    last_claim: Mutex<Option<Instant>>,
+    /// Whether this consumer's own unreleased entries (from before a restart) were read back.
+    own_pending_read: AtomicBool,
+}
+
+/// The stored JSON around its seq: `{"id":…,"chatId":…,"seq":` and `,…}`. The script puts the
+/// seq it assigns in between, so the node serializes a message once.
+fn split_at_seq(json: &[u8]) -> EngineResult<(&[u8], &[u8])> {
+    const MARK: &[u8] = b"\"seq\":0,";
+    let at = json
+        .windows(MARK.len())
+        .position(|w| w == MARK)
+        .ok_or_else(|| EngineError::Unavailable("message JSON without a seq".into()))?;
+    Ok((&json[..at + MARK.len() - 2], &json[at + MARK.len() - 1..]))
+}
+
+fn decode(bytes: &[u8]) -> EngineResult<Message> {
+    serde_json::from_slice(bytes).map_err(|e| EngineError::Unavailable(format!("corrupt message in redis: {e}")))
+}
+
+fn int(value: Option<&Value>) -> Option<i64> {
+    match value? {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn bytes(value: Option<&Value>) -> Option<&[u8]> {
+    match value? {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+impl RedisLog {
+    pub fn new(redis: Redis, store: Arc<dyn Store>, options: &RedisOptions, presenter: Presenter) -> Self {
+        RedisLog {
+            redis,
+            store,
+            presenter,
+            idempotency_ms: options.idempotency_window.as_millis().max(1).to_string(),
+            recent: options.recent,
+            recent_ttl_ms: options.recent_ttl.as_millis().max(1).to_string(),
+            consumer: options.node_id.clone(),
+            last_claim: Mutex::new(None),
+            own_pending_read: AtomicBool::new(false),
+        }
+    }
+
+    /// Creates each shard's stream and consumer group when missing (first start, or a Redis that
+    /// lost its data).
+    pub async fn create_groups(&self) -> EngineResult<()> {
+        for shard in 0..self.redis.keys.shards() {
+            let mut create = redis::cmd("XGROUP");
+            create.arg("CREATE").arg(self.redis.keys.stream(shard)).arg(GROUP).arg("0").arg("MKSTREAM");
+            match self.redis.query::<()>(create).await {
+                Ok(()) => {}
+                Err(e) if e.to_string().contains("BUSYGROUP") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_append(&self, req: &AppendRequest, message: &Message, seed: Option<u64>) -> EngineResult<Vec<Value>> {
+        let stored = serde_json::to_vec(message).map_err(unavailable)?;
+        let (head, tail) = split_at_seq(&stored)?;
+        let shown_json = match message.attachment {
+            Some(_) => {
+                let mut shown = message.clone();
+                (self.presenter)(&mut shown);
+                serde_json::to_vec(&shown).map_err(unavailable)?
+            }
+            None => Vec::new(),
+        };
+        let (shown_head, shown_tail) =
+            if shown_json.is_empty() { (&b""[..], &b""[..]) } else { split_at_seq(&shown_json)? };
+        let keys = &self.redis.keys;
+        let envelope = format!("M|{}|{}|", req.origin.unwrap_or(0), req.chat_id);
+        let seed = seed.map(|s| s.to_string()).unwrap_or_default();
+        let recent = self.recent.to_string();
+        let channels: Vec<String> = req.recipients.iter().map(|u| keys.user_channel(u)).collect();
+        let mut args: Vec<&[u8]> = vec![
+            head,
+            tail,
+            shown_head,
+            shown_tail,
+            self.idempotency_ms.as_bytes(),
+            recent.as_bytes(),
+            self.recent_ttl_ms.as_bytes(),
+            envelope.as_bytes(),
+            seed.as_bytes(),
+        ];
+        args.extend(channels.iter().map(|c| c.as_bytes()));
+        let script_keys = [
+            keys.seq(&req.chat_id),
+            keys.idempotency(&req.chat_id, &req.sender_id, &req.client_msg_id),
+            keys.stream_of_chat(&req.chat_id),
+            keys.recent(&req.chat_id),
+            keys.pending(&req.chat_id),
+        ];
+        self.redis.script(&APPEND, &script_keys, &args).await
+    }
+
+    /// The first message of a duplicate send, once Redis no longer holds it: it is in the store.
+    async fn stored_message(&self, chat_id: &str, seq: u64) -> EngineResult<Message> {
+        let found = self.store.messages_after(chat_id, seq.saturating_sub(1), 1).await.map_err(unavailable)?;
+        found
+            .into_iter()
+            .find(|m| m.seq == seq)
+            .ok_or_else(|| EngineError::Unavailable(format!("the first copy of seq {seq} is not stored yet")))
+    }
+
+    /// The chat's last seq as the store knows it, for a counter Redis lost.
+    async fn seed(&self, chat_id: &str) -> EngineResult<u64> {
+        let chat = self.store.chat(chat_id).await.map_err(unavailable)?;
+        let pending = self.pending(chat_id).await?;
+        Ok(chat.map_or(0, |c| c.last_seq).max(pending.last().map_or(0, |m| m.seq)))
+    }
+
+    fn queued(&self, shard: u32, entry: &StreamId) -> Option<Queued> {
+        let message = match entry.map.get("m") {
+            Some(Value::BulkString(json)) => decode(json).ok(),
+            _ => None,
+        }?;
+        let token = format!("{shard}/{}/{}/{}", entry.id, message.chat_id, message.seq);
+        Some(Queued { token, message })
+    }
+
+    /// Entries that cannot be decoded are released at once, so they do not block the queue.
+    async fn drop_corrupt(&self, shard: u32, id: &str) {
+        tracing::error!(shard, id, "dropping an undecodable entry from the durable queue");
+        let stream = self.redis.keys.stream(shard);
+        let mut pipe = redis::pipe();
+        pipe.cmd("XACK").arg(&stream).arg(GROUP).arg(id).ignore();
+        pipe.cmd("XDEL").arg(&stream).arg(id).ignore();
+        let _ = self.redis.pipeline::<()>(pipe).await;
+    }
+
+    /// Entries of dead (or stuck) consumers, now this node's.
+    async fn claim(&self, max: usize) -> EngineResult<Vec<Queued>> {
+        {
+            let mut last = self.last_claim.lock();
+            if last.is_some_and(|at| at.elapsed() < CLAIM_EVERY) {
+                return Ok(Vec::new());
+            }
+            *last = Some(Instant::now());
+        }
+        let mut out = Vec::new();
+        for shard in 0..self.redis.keys.shards() {
+            let mut claim = redis::cmd("XAUTOCLAIM");
+            claim
+                .arg(self.redis.keys.stream(shard))
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(CLAIM_IDLE.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(max);
+            let reply: StreamAutoClaimReply = self.redis.query(claim).await?;
+            for entry in &reply.claimed {
+                match self.queued(shard, entry) {
+                    Some(q) => out.push(q),
+                    None => self.drop_corrupt(shard, &entry.id).await,
+                }
+            }
+        }
+        if !out.is_empty() {
+            tracing::info!(claimed = out.len(), "claimed queue entries another node left unreleased");
+        }
+        Ok(out)
+    }
+
+    async fn read_group(&self, max: usize, wait: Option<Duration>, own_pending: bool) -> EngineResult<Vec<Queued>> {
+        let shards = self.redis.keys.shards();
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP").arg(GROUP).arg(&self.consumer).arg("COUNT").arg(max);
+        if let Some(wait) = wait {
+            read.arg("BLOCK").arg(wait.as_millis().max(1) as u64);
+        }
+        read.arg("STREAMS");
+        for shard in 0..shards {
+            read.arg(self.redis.keys.stream(shard));
+        }
+        for _ in 0..shards {
+            read.arg(if own_pending { "0" } else { ">" });
+        }
+        let deadline = self.redis.timeout() + wait.unwrap_or_default();
+        let reply: Option<StreamReadReply> =
+            self.redis.with_deadline(deadline, |mut conn| async move { read.query_async(&mut conn).await }).await?;
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(shard) = (0..shards).find(|s| self.redis.keys.stream(*s) == key.key) else { continue };
+            for entry in &key.ids {
+                match self.queued(shard, entry) {
+                    Some(q) => out.push(q),
+                    None => self.drop_corrupt(shard, &entry.id).await,
+                }
+            }
+        }
+        out.truncate(max.max(1) * shards as usize);
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl MessageLog for RedisLog {
+    async fn append(&self, req: AppendRequest) -> EngineResult<Appended> {
+        let mut message = Message {
+            id: new_object_id(),
+            chat_id: req.chat_id.clone(),
+            seq: 0,
+            sender_id: req.sender_id.clone(),
+            sender_type: req.sender_type,
+            kind: req.kind,
+            content: req.content.clone(),
+            attachment: req.attachment.clone(),
+            client_msg_id: req.client_msg_id.clone(),
+            created_at: Timestamp::now(),
+        };
+        let mut reply = self.run_append(&req, &message, None).await?;
+        if int(reply.first()) == Some(-1) {
+            let seed = self.seed(&req.chat_id).await?;
+            reply = self.run_append(&req, &message, Some(seed)).await?;
+        }
+        let seq = int(reply.get(1)).and_then(|s| u64::try_from(s).ok());
+        match (int(reply.first()), seq) {
+            (Some(1), Some(seq)) => {
+                message.seq = seq;
+                Ok(Appended { message, duplicate: false })
+            }
+            (Some(0), Some(seq)) => {
+                let first = match bytes(reply.get(2)).filter(|b| !b.is_empty()) {
+                    Some(json) => decode(json)?,
+                    None => self.stored_message(&req.chat_id, seq).await?,
+                };
+                Ok(Appended { message: first, duplicate: true })
+            }
+            _ => Err(EngineError::Unavailable(format!("unexpected answer from the append script: {reply:?}"))),
+        }
+    }
+
+    async fn pending(&self, chat_id: &str) -> EngineResult<Vec<Message>> {
+        let mut range = redis::cmd("ZRANGE");
+        range.arg(self.redis.keys.pending(chat_id)).arg(0).arg(-1);
+        let raw: Vec<Vec<u8>> = self.redis.query(range).await?;
+        raw.iter().map(|json| decode(json)).collect()
+    }
+
+    async fn recent(&self, chat_id: &str, window: Window) -> EngineResult<Option<Vec<Message>>> {
+        let key = self.redis.keys.recent(chat_id);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("ZCARD").arg(&key);
+        pipe.cmd("ZRANGE").arg(&key).arg(0).arg(0).arg("WITHSCORES");
+        pipe.cmd("ZRANGE").arg(&key).arg(-1).arg(-1).arg("WITHSCORES");
+        match window {
+            Window::After { after, limit } => {
+                pipe.cmd("ZRANGEBYSCORE").arg(&key).arg(format!("({after}")).arg("+inf").arg("LIMIT").arg(0).arg(limit)
+            }
+            Window::Before { before, limit } => {
+                let max = before.map_or_else(|| "+inf".to_owned(), |b| format!("({b}"));
+                pipe.cmd("ZREVRANGEBYSCORE").arg(&key).arg(max).arg("-inf").arg("LIMIT").arg(0).arg(limit)
+            }
+        };
+        type Reply = (u64, Vec<(Vec<u8>, f64)>, Vec<(Vec<u8>, f64)>, Vec<Vec<u8>>);
+        let (count, lowest, highest, items): Reply = self.redis.pipeline(pipe).await?;
+        let (Some((_, min)), Some((_, max))) = (lowest.first(), highest.first()) else { return Ok(None) };
+        let (min, max) = (*min as u64, *max as u64);
+        if count == 0 || max + 1 - min != count {
+            return Ok(None); // not a contiguous window (Redis lost part of it): ask the store
+        }
+        let mut messages = items.iter().map(|json| decode(json)).collect::<EngineResult<Vec<_>>>()?;
+        let covered = match window {
+            Window::After { after, .. } => after + 1 >= min || min == 1,
+            Window::Before { limit, .. } => messages.len() >= limit || min == 1,
+        };
+        if !covered {
+            return Ok(None);
+        }
+        if matches!(window, Window::Before { .. }) {
+            messages.reverse();
+        }
+        Ok(Some(messages))
+    }
+
+    async fn next_batch(&self, max: usize, wait: Duration) -> EngineResult<Vec<Queued>> {
+        let result = async {
+            if !self.own_pending_read.load(Ordering::SeqCst) {
+                let own = self.read_group(max, None, true).await?;
+                self.own_pending_read.store(true, Ordering::SeqCst);
+                if !own.is_empty() {
+                    return Ok(own);
+                }
+            }
+            let claimed = self.claim(max).await?;
+            if !claimed.is_empty() {
+                return Ok(claimed);
+            }
+            self.read_group(max, Some(wait), false).await
+        }
+        .await;
+        if let Err(e) = &result {
+            if e.to_string().contains("NOGROUP") {
+                // Redis lost the streams (restarted without persistence): make them again.
+                let _ = self.create_groups().await;
+            }
+        }
+        result
+    }
+
+    async fn release(&self, tokens: &[String]) -> EngineResult<()> {
+        let mut by_shard: std::collections::BTreeMap<u32, Vec<(&str, &str, &str)>> = Default::default();
+        for token in tokens {
+            let mut parts = token.splitn(4, '/');
+            if let (Some(shard), Some(id), Some(chat), Some(seq)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            {
+                if let Ok(shard) = shard.parse() {
+                    by_shard.entry(shard).or_default().push((id, chat, seq));
+                }
+            }
+        }
+        for (shard, entries) in by_shard {
+            let mut keys = vec![self.redis.keys.stream(shard)];
+            keys.extend(entries.iter().map(|(_, chat, _)| self.redis.keys.pending(chat)));
+            let mut args: Vec<&[u8]> = vec![GROUP.as_bytes()];
+            for (id, _, seq) in &entries {
+                args.push(id.as_bytes());
+                args.push(seq.as_bytes());
+            }
+            let _: i64 = self.redis.script(&RELEASE, &keys, &args).await?;
+        }
+        Ok(())
+    }
+
+    async fn backlog(&self) -> EngineResult<u64> {
+        let mut pipe = redis::pipe();
+        for shard in 0..self.redis.keys.shards() {
+            pipe.cmd("XLEN").arg(self.redis.keys.stream(shard));
+        }
+        let lengths: Vec<u64> = self.redis.pipeline(pipe).await?;
+        let total = lengths.iter().sum::<u64>();
+        metrics::gauge!("coursechat_writebehind_queue_depth").set(total as f64);
+        Ok(total)
+    }
+
+    async fn ping(&self) -> EngineResult<()> {
+        self.redis.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seq_splits_out_of_the_stored_json() {
+        let json = br#"{"id":"a","chatId":"b","seq":0,"senderId":"c"}"#;
+        let (head, tail) = split_at_seq(json).unwrap();
+        assert_eq!(head, br#"{"id":"a","chatId":"b","seq":"#);
+        assert_eq!(tail, br#","senderId":"c"}"#);
+        let joined = [head, b"42", tail].concat();
+        assert_eq!(joined, br#"{"id":"a","chatId":"b","seq":42,"senderId":"c"}"#);
+    }
+}
