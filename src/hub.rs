@@ -62,6 +62,11 @@ impl SocketHandle {
         }
     }
 
+    /// Asks the socket to close at the transport level; its client reconnects and recovers.
+    pub fn request_close(&self) {
+        self.close.notify_one();
+    }
+
     /// Resolves when the hub asked this socket to close.
     pub async fn close_requested(&self) {
         self.close.notified().await
@@ -107,6 +112,15 @@ impl Hub {
     /// How many sockets this node holds for `user`.
     pub fn sockets_of(&self, user: &str) -> usize {
         self.users.read().get(user).map_or(0, Vec::len)
+    }
+
+    /// Closes every socket of `user` on this node (transport close): they reconnect and recover
+    /// what they missed through `join_chat {lastSeq}`.
+    pub fn resync_user(&self, user: &str) {
+        if let Some(sockets) = self.users.read().get(user) {
+            metrics::counter!("coursechat_resync_disconnects_total").increment(sockets.len() as u64);
+            sockets.iter().for_each(|s| s.request_close());
+        }
     }
 
     /// Every user with a socket on this node, and how many.

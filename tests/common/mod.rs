@@ -26,6 +26,9 @@ pub struct Server {
     /// With `CHAT_TEST_STORE=mongodb`: this server's own database on the test MongoDB, kept
     /// across restarts.
     pub mongodb_url: Option<String>,
+    /// With `CHAT_TEST_ENGINE=redis`: the Redis key prefix of this server (or of its cluster),
+    /// kept across restarts and deleted when the server is dropped.
+    pub redis_prefix: Option<String>,
     pub stdout_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -42,6 +45,30 @@ impl Server {
             _tmp: Some(tmp),
             env,
             mongodb_url: test_mongodb_url(),
+            redis_prefix: test_redis_prefix(),
+            stdout_lines: Default::default(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// One node of a cluster: the Redis engine under `redis_prefix` and the MongoDB database
+    /// `mongodb_url`, both shared with the other nodes. The prefix's keys are not deleted by the
+    /// node (the cluster's [`RedisPrefix`] does that).
+    pub fn node(mongodb_url: &str, redis_prefix: &str, env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().to_path_buf();
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.push(("CHAT_REDIS_URL".into(), test_redis_url()));
+        env.push(("CHAT_REDIS_PREFIX".into(), redis_prefix.to_owned()));
+        let mut s = Server {
+            child: None,
+            addr: String::new(),
+            data_dir,
+            _tmp: Some(tmp),
+            env,
+            mongodb_url: Some(mongodb_url.to_owned()),
+            redis_prefix: None,
             stdout_lines: Default::default(),
         };
         s.spawn();
@@ -61,6 +88,9 @@ impl Server {
             .stderr(Stdio::inherit());
         if let Some(url) = &self.mongodb_url {
             cmd.env("CHAT_MONGODB_URL", url);
+        }
+        if let Some(prefix) = &self.redis_prefix {
+            cmd.env("CHAT_REDIS_URL", test_redis_url()).env("CHAT_REDIS_PREFIX", prefix);
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -122,6 +152,53 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(prefix) = &self.redis_prefix {
+            delete_redis_prefix(&test_redis_url(), prefix);
+        }
+    }
+}
+
+/// The Redis of the tests: `CHAT_TEST_REDIS_URL`, default the local one.
+pub fn test_redis_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// With `CHAT_TEST_ENGINE=redis` (which needs `CHAT_TEST_STORE=mongodb`), every test server runs
+/// the Redis engine under a key prefix of its own.
+fn test_redis_prefix() -> Option<String> {
+    if std::env::var("CHAT_TEST_ENGINE").ok().as_deref() != Some("redis") {
+        return None;
+    }
+    Some(format!("cctest-{:08x}{:08x}:", rand_u32(), rand_u32()))
+}
+
+/// Deletes every key under `prefix`.
+pub fn delete_redis_prefix(url: &str, prefix: &str) {
+    let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection()) else { return };
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut conn).unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut conn);
+    }
+}
+
+/// A Redis key prefix for a cluster test, deleted when dropped (after the nodes).
+pub struct RedisPrefix(pub String);
+
+impl RedisPrefix {
+    pub fn new() -> Self {
+        RedisPrefix(format!("cctest-{:08x}{:08x}:", rand_u32(), rand_u32()))
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        delete_redis_prefix(&test_redis_url(), &self.0);
+    }
+}
+
 /// The MongoDB database for one test server, when the suite runs against MongoDB
 /// (`CHAT_TEST_STORE=mongodb` with `CHAT_TEST_MONGODB_URL`, as `scripts/test` sets them).
 fn test_mongodb_url() -> Option<String> {
@@ -139,12 +216,6 @@ pub fn with_db(base: &str, db: &str) -> String {
 
 fn unsafe_sigterm(pid: u32) {
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 pub fn now_secs() -> i64 {

@@ -49,6 +49,8 @@ const SUBSCRIBE_CHUNK: usize = 1000;
 /// Most messages one catch-up delivers to a (user, chat); a client that missed more recovers
 /// through `join_chat {lastSeq}` (its `hasMore`).
 const CATCH_UP_LIMIT: usize = 500;
+/// Most missed messages delivered live to a (user, chat); beyond, the sockets resync.
+const CATCH_UP_DELIVER: usize = 64;
 
 pub struct Fanout {
     redis: Redis,
@@ -187,7 +189,8 @@ impl Fanout {
                 },
                 _ = ping.tick() => {
                     let mut pinger = sink.clone();
-                    match tokio::time::timeout(timeout, pinger.ping::<String>()).await {
+                    // In subscribed mode PING answers ["pong", ""].
+                    match tokio::time::timeout(timeout, pinger.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Err(unavailable(e)),
                         Err(_) => return Err(unavailable("the subscriber connection stopped answering")),
@@ -264,6 +267,14 @@ impl Fanout {
             return;
         }
         metrics::counter!("coursechat_fanout_gap_messages_total").increment(missed.len() as u64);
+        if missed.len() > CATCH_UP_DELIVER {
+            // More than a socket's queue should take at once: the user's sockets reconnect and
+            // recover through `join_chat {lastSeq}`, which pages.
+            tracing::info!(user, chat_id, missed = missed.len(), "gap too large to fill live: sockets resync");
+            self.hub.resync_user(user);
+            self.seen.lock().retain(|(u, _), _| u != user);
+            return;
+        }
         for mut message in missed {
             let seq = message.seq;
             (self.presenter)(&mut message);

@@ -31,6 +31,9 @@ const CLAIM_IDLE: Duration = Duration::from_secs(30);
 /// How often a node looks for such entries.
 const CLAIM_EVERY: Duration = Duration::from_secs(5);
 
+/// Longest XREADGROUP BLOCK (the pooled connection itself times out an answer at 500 ms).
+const MAX_BLOCK: Duration = Duration::from_millis(300);
+
 static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/append.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 
@@ -222,6 +225,8 @@ impl RedisLog {
         let shards = self.redis.keys.shards();
         let mut read = redis::cmd("XREADGROUP");
         read.arg("GROUP").arg(GROUP).arg(&self.consumer).arg("COUNT").arg(max);
+        // The multiplexed connection gives up on an answer after 500 ms: block for less.
+        let wait = wait.map(|w| w.min(MAX_BLOCK));
         if let Some(wait) = wait {
             read.arg("BLOCK").arg(wait.as_millis().max(1) as u64);
         }
