@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod stored;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -55,11 +57,11 @@ impl Server {
     /// One node of a cluster: the Redis engine under `redis_prefix` and the MongoDB database
     /// `mongodb_url`, both shared with the other nodes. The prefix's keys are not deleted by the
     /// node (the cluster's [`RedisPrefix`] does that).
-    pub fn node(mongodb_url: &str, redis_prefix: &str, env: &[(&str, &str)]) -> Server {
+    pub fn node(mongodb_url: &str, redis_url: &str, redis_prefix: &str, env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().to_path_buf();
         let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        env.push(("CHAT_REDIS_URL".into(), test_redis_url()));
+        env.push(("CHAT_REDIS_URL".into(), redis_url.to_owned()));
         env.push(("CHAT_REDIS_PREFIX".into(), redis_prefix.to_owned()));
         let mut s = Server {
             child: None,

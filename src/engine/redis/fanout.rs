@@ -65,8 +65,18 @@ pub struct Fanout {
     interest: Mutex<HashMap<String, usize>>,
     /// The subscriber connection's command side, while connected.
     sink: Mutex<Option<PubSubSink>>,
-    /// (user, chat) → the last seq this node's sockets of the user got.
-    seen: Mutex<HashMap<(String, String), u64>>,
+    /// (user, chat) → what this node's sockets of the user got.
+    seen: Mutex<HashMap<(String, String), Seen>>,
+}
+
+/// What a user's sockets on this node got of one chat.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    /// The highest seq delivered (or known to the sockets from `join_chat`): a later seq that is
+    /// not the next one is a gap.
+    last: u64,
+    /// The highest seq a catch-up delivered: pub/sub copies up to it arriving late are dropped.
+    filled: u64,
 }
 
 /// One pub/sub payload, parsed.
@@ -206,7 +216,7 @@ impl Fanout {
         if let Err(e) = self.presence.reassert().await {
             tracing::warn!(error = %e, "rewriting this node's presence failed");
         }
-        let tracked: Vec<((String, String), u64)> = self.seen.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let tracked: Vec<((String, String), u64)> = self.seen.lock().iter().map(|(k, v)| (k.clone(), v.last)).collect();
         for ((user, chat_id), last) in tracked {
             self.catch_up(&user, &chat_id, last, None).await;
         }
@@ -221,12 +231,15 @@ impl Fanout {
             }
             Some(Channel::User(user)) => match parse(payload) {
                 Some(Payload::Message { except, chat_id, seq, frame }) => {
-                    let last = self.seen.lock().get(&(user.to_owned(), chat_id.to_owned())).copied();
-                    if let Some(last) = last.filter(|last| seq > last + 1) {
-                        self.catch_up(user, chat_id, last, Some(seq)).await;
+                    let seen = self.seen.lock().get(&(user.to_owned(), chat_id.to_owned())).copied();
+                    if seen.is_some_and(|s| seq <= s.filled) {
+                        return; // a catch-up delivered it already
+                    }
+                    if let Some(seen) = seen.filter(|s| seq > s.last + 1) {
+                        self.catch_up(user, chat_id, seen.last, Some(seq)).await;
                     }
                     self.deliver(Target::Users(vec![user.to_owned()]), except, frame);
-                    self.note_seen(user, chat_id, seq);
+                    self.note_seen(user, chat_id, seq, false);
                 }
                 Some(Payload::Event { except, frame }) => {
                     self.deliver(Target::Users(vec![user.to_owned()]), except, frame)
@@ -246,10 +259,13 @@ impl Fanout {
         self.hub.deliver(&Delivery { target, except, frame: Bytes::copy_from_slice(frame) });
     }
 
-    fn note_seen(&self, user: &str, chat_id: &str, seq: u64) {
+    fn note_seen(&self, user: &str, chat_id: &str, seq: u64, filled: bool) {
         let mut seen = self.seen.lock();
-        let entry = seen.entry((user.to_owned(), chat_id.to_owned())).or_insert(seq);
-        *entry = (*entry).max(seq);
+        let entry = seen.entry((user.to_owned(), chat_id.to_owned())).or_default();
+        entry.last = entry.last.max(seq);
+        if filled {
+            entry.filled = entry.filled.max(seq);
+        }
     }
 
     /// Delivers to `user`'s sockets the messages of `chat_id` after `last` (and before `until`),
@@ -281,7 +297,7 @@ impl Fanout {
             let Ok(json) = serde_json::to_vec(&message) else { continue };
             let frame = message_received_frame(&json);
             self.hub.deliver(&Delivery { target: Target::Users(vec![user.to_owned()]), except: None, frame });
-            self.note_seen(user, chat_id, seq);
+            self.note_seen(user, chat_id, seq, true);
         }
     }
 
@@ -370,7 +386,7 @@ impl Bus for Fanout {
 
     fn track(&self, user: &str, chat_id: &str, seq: u64) {
         if self.interest.lock().contains_key(&self.redis.keys.user_channel(user)) {
-            self.note_seen(user, chat_id, seq);
+            self.note_seen(user, chat_id, seq, false);
         }
     }
 }
