@@ -86,6 +86,13 @@ where
     }
     assert_eq!(seen, (2..=23).collect::<Vec<_>>());
 
+    // A batch the writer could not store is handed out again: nothing waits for a timeout.
+    let refused = log.next_batch(5, Duration::from_millis(50)).await.unwrap();
+    assert!(!refused.is_empty());
+    let again = log.next_batch(5, Duration::from_millis(50)).await.unwrap();
+    let ids = |b: &[Queued]| b.iter().map(|q| q.message.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&refused), "the unreleased batch comes back first");
+
     // The writer side: batches in order, released entries leave pending and the backlog.
     let before = log.backlog().await.unwrap();
     let mut drained = 0;

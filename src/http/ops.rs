@@ -46,6 +46,9 @@ pub async fn readyz(ctx: &mut Ctx) -> ApiResult {
 
 pub async fn metrics(ctx: &mut Ctx) -> ApiResult {
     metrics::gauge!("coursechat_sockets").set(ctx.state.hub.socket_count() as f64);
+    // The backlog as of this scrape (the log sets the gauge); bounded, so a scrape never hangs.
+    let backlog = ctx.state.service.engine().log.backlog();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), backlog).await;
     let text = ctx.state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     Ok(Response::builder()
         .status(StatusCode::OK)

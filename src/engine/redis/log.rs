@@ -48,8 +48,10 @@ pub struct RedisLog {
     recent_ttl_ms: String,
     consumer: String,
     last_claim: Mutex<Option<Instant>>,
-    /// Whether this consumer's own unreleased entries (from before a restart) were read back.
-    own_pending_read: AtomicBool,
+    /// Whether this consumer may hold entries it was given and has not released (a batch the
+    /// store refused, or from before a restart): the next batch is read back from its own
+    /// pending entries first, since a plain read only returns new ones.
+    reread_own: AtomicBool,
 }
 
 /// The stored JSON around its seq: `{"id":…,"chatId":…,"seq":` and `,…}`. The script puts the
@@ -93,7 +95,7 @@ impl RedisLog {
             recent_ttl_ms: options.recent_ttl.as_millis().max(1).to_string(),
             consumer: options.node_id.clone(),
             last_claim: Mutex::new(None),
-            own_pending_read: AtomicBool::new(false),
+            reread_own: AtomicBool::new(true),
         }
     }
 
@@ -338,18 +340,21 @@ impl MessageLog for RedisLog {
 
     async fn next_batch(&self, max: usize, wait: Duration) -> EngineResult<Vec<Queued>> {
         let result = async {
-            if !self.own_pending_read.load(Ordering::SeqCst) {
+            if self.reread_own.load(Ordering::SeqCst) {
                 let own = self.read_group(max, None, true).await?;
-                self.own_pending_read.store(true, Ordering::SeqCst);
                 if !own.is_empty() {
                     return Ok(own);
                 }
+                self.reread_own.store(false, Ordering::SeqCst);
             }
-            let claimed = self.claim(max).await?;
-            if !claimed.is_empty() {
-                return Ok(claimed);
+            let mut batch = self.claim(max).await?;
+            if batch.is_empty() {
+                batch = self.read_group(max, Some(wait), false).await?;
             }
-            self.read_group(max, Some(wait), false).await
+            if !batch.is_empty() {
+                self.reread_own.store(true, Ordering::SeqCst);
+            }
+            Ok::<_, EngineError>(batch)
         }
         .await;
         if let Err(e) = &result {
@@ -383,6 +388,7 @@ impl MessageLog for RedisLog {
             }
             let _: i64 = self.redis.script(&RELEASE, &keys, &args).await?;
         }
+        self.reread_own.store(false, Ordering::SeqCst);
         Ok(())
     }
 
