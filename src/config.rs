@@ -118,6 +118,10 @@ pub struct RedisSettings {
     /// Longest wait for a pooled connection or a Redis reply before a call fails `unavailable`, ms.
     #[arg(long, env = "CHAT_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
+    /// Replicas that must have each send before it is acked (Redis `WAIT`); 0 relies on the
+    /// primary's own durability (AOF with `appendfsync always`). See docs/REDIS.md.
+    #[arg(long, env = "CHAT_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
     /// Seconds without a heartbeat after which a node counts as dead and its sockets are
     /// removed from presence by the others.
     #[arg(long, env = "CHAT_NODE_DEAD_AFTER", default_value_t = 10)]

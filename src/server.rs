@@ -170,6 +170,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
                 idempotency_window: engine_limits.idempotency_window,
                 messages_per_second: engine_limits.messages_per_second,
                 message_burst: engine_limits.message_burst,
+                wait_replicas: settings.redis_wait_replicas,
             };
             redis::start(options, hub.clone(), store.clone(), timings, presenter)
                 .await

@@ -47,6 +47,7 @@ pub struct RedisLog {
     recent: u32,
     recent_ttl_ms: String,
     consumer: String,
+    wait_replicas: u32,
     last_claim: Mutex<Option<Instant>>,
     /// Whether this consumer may hold entries it was given and has not released (a batch the
     /// store refused, or from before a restart): the next batch is read back from its own
@@ -94,6 +95,7 @@ impl RedisLog {
             recent: options.recent,
             recent_ttl_ms: options.recent_ttl.as_millis().max(1).to_string(),
             consumer: options.node_id.clone(),
+            wait_replicas: options.wait_replicas,
             last_claim: Mutex::new(None),
             reread_own: AtomicBool::new(true),
         }
@@ -151,7 +153,7 @@ impl RedisLog {
             keys.recent(&req.chat_id),
             keys.pending(&req.chat_id),
         ];
-        self.redis.script(&APPEND, &script_keys, &args).await
+        self.redis.script_replicated(&APPEND, &script_keys, &args, self.wait_replicas).await
     }
 
     /// The first message of a duplicate send, once Redis no longer holds it: it is in the store.

@@ -50,6 +50,9 @@ pub struct RedisOptions {
     pub idempotency_window: Duration,
     pub messages_per_second: u32,
     pub message_burst: u32,
+    /// Replicas that must have a send before it is acked (`WAIT`); 0 relies on the primary's
+    /// own durability (AOF `appendfsync always`).
+    pub wait_replicas: u32,
 }
 
 /// A node's handle on Redis: the pool, the key layout and the call deadline.
@@ -121,6 +124,39 @@ impl Redis {
             invocation.arg(*arg);
         }
         self.with_deadline(self.timeout, |mut conn| async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
+    /// A script, then `WAIT replicas` on the same connection when `replicas` > 0: the call
+    /// fails `unavailable` unless that many replicas have the script's writes.
+    pub async fn script_replicated<T: FromRedisValue + Send>(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[&[u8]],
+        replicas: u32,
+    ) -> EngineResult<T> {
+        if replicas == 0 {
+            return self.script(script, keys, args).await;
+        }
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let wait_ms = (self.timeout.as_millis() as u64 * 3 / 4).max(1);
+        let (value, acknowledged): (T, i64) = self
+            .with_deadline(self.timeout * 2, |mut conn| async move {
+                let value: T = invocation.invoke_async(&mut conn).await?;
+                let acknowledged: i64 = redis::cmd("WAIT").arg(replicas).arg(wait_ms).query_async(&mut conn).await?;
+                Ok((value, acknowledged))
+            })
+            .await?;
+        if acknowledged < i64::from(replicas) {
+            return Err(unavailable(format!("{acknowledged} of {replicas} replicas acknowledged the write in time")));
+        }
+        Ok(value)
     }
 
     pub async fn ping(&self) -> EngineResult<()> {
@@ -217,6 +253,7 @@ pub mod testing {
             idempotency_window: Duration::from_secs(600),
             messages_per_second: 10,
             message_burst: 20,
+            wait_replicas: 0,
         }
     }
 
@@ -261,8 +298,8 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Invalidation;
     use crate::engine::{contract_tests, Topic};
+    use crate::engine::{AppendRequest, Invalidation};
     use crate::store::embedded::EmbeddedStore;
 
     fn fast() -> Timings {
@@ -306,6 +343,33 @@ mod tests {
         };
         contract_tests::message_log_suite(n.engine.log.as_ref(), &n.hub, &watch).await;
         finish(&[&n], &prefix).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_send_without_the_required_replicas_is_not_acked() {
+        let (prefix, _guard) = testing::isolated();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let mut options = testing::options(&prefix, "n1");
+        options.wait_replicas = 1; // the test Redis has none
+        options.timeout = Duration::from_millis(300);
+        let (engine, _notices, tasks) = start(options, Hub::new(), store, fast(), Arc::new(|_| {})).await.unwrap();
+        let started = std::time::Instant::now();
+        let req = AppendRequest {
+            chat_id: crate::chat::ids::new_object_id(),
+            sender_id: "s".into(),
+            sender_type: crate::chat::model::SenderType::User,
+            kind: Default::default(),
+            content: "x".into(),
+            attachment: None,
+            client_msg_id: "m1".into(),
+            recipients: vec![],
+            origin: None,
+        };
+        let refused = engine.log.append(req).await.unwrap_err();
+        assert!(refused.to_string().contains("replicas"), "{refused}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        tasks.abort();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
