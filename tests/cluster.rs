@@ -154,6 +154,39 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_users_go_offline() {
     let mut tutor = Client::connect(c.addr(1), &f.tutor_token()).await.unwrap();
     join(&mut student, &f.chat, None).await;
     join(&mut tutor, &f.chat, None).await;
+    // A second student sends through the node that will be killed, without pause, as a client
+    // would: on losing the node it reconnects elsewhere and resends its unacked message with the
+    // same clientMsgId.
+    let g = fixture(&c.nodes[2]).await;
+    let mut victim_client = Client::connect(c.addr(1), &g.student_token()).await.unwrap();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let other = tokio::spawn({
+        let (chat, token, addr) = (g.chat.clone(), g.student_token(), c.addr(2).to_owned());
+        async move {
+            let mut acked: Vec<String> = Vec::new();
+            let mut i = 0;
+            loop {
+                let cmid = format!("g{i}");
+                let payload = json!({"chatId": chat, "clientMsgId": cmid, "content": "through the victim"});
+                match victim_client.try_call("send_message", payload.clone()).await {
+                    Some(ack) if ack["ok"] == true => acked.push(cmid),
+                    Some(ack) => panic!("refused: {ack}"),
+                    None => {
+                        // The node is gone: another node, the same clientMsgId.
+                        victim_client = Client::connect(&addr, &token).await.unwrap();
+                        let ack = victim_client.call("send_message", payload).await;
+                        assert_eq!(ack["ok"], true, "{ack}");
+                        acked.push(cmid);
+                    }
+                }
+                i += 1;
+                if *stop_rx.borrow_and_update() {
+                    return acked;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
     let mut acked = 0u64;
     let mut last_seen = 0;
     for i in 0..40 {
@@ -182,15 +215,20 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_users_go_offline() {
     let missed: Vec<u64> = joined["missed"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     assert_eq!(missed, ((last_seen + 1)..=acked).collect::<Vec<_>>(), "every missed message, in order");
 
+    let _ = stop_tx.send(true);
+    let other_acked = other.await.unwrap();
+    assert!(other_acked.len() > 10, "the second student kept sending: {}", other_acked.len());
+
     // MongoDB ends with exactly the acked messages: the dead node's unreleased entries are
     // claimed by the survivors.
+    let total = acked + other_acked.len() as u64;
     let coll = messages(&c.mongodb_url, &c.db).await;
-    let count = wait_for_count(&coll, acked, Duration::from_secs(60)).await;
+    let count = wait_for_count(&coll, total, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = stored(&coll).await;
-    eprintln!("in MongoDB: {count} of {acked} acked");
-    assert_eq!(all.len() as u64, acked, "no loss, no duplicates");
-    assert_contiguous(&all, &[(&f.chat, acked as i64)]);
+    eprintln!("in MongoDB: {count} of {total} acked");
+    assert_eq!(all.len() as u64, total, "no loss, no duplicates");
+    assert_contiguous(&all, &[(&f.chat, acked as i64), (&g.chat, other_acked.len() as i64)]);
     c.drop_database().await;
 }
 
