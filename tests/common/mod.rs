@@ -37,40 +37,29 @@ pub struct Server {
 impl Server {
     /// Starts a server with its own data dir and these extra environment variables.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = tmp.path().to_path_buf();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut s = Server {
-            child: None,
-            addr: String::new(),
-            data_dir,
-            _tmp: Some(tmp),
-            env,
-            mongodb_url: test_mongodb_url(),
-            redis_prefix: test_redis_prefix(),
-            stdout_lines: Default::default(),
-        };
-        s.spawn();
-        s
+        Server::launch(env, test_mongodb_url(), test_redis_prefix())
     }
 
     /// One node of a cluster: the Redis engine under `redis_prefix` and the MongoDB database
     /// `mongodb_url`, both shared with the other nodes. The prefix's keys are not deleted by the
     /// node (the cluster's [`RedisPrefix`] does that).
     pub fn node(mongodb_url: &str, redis_url: &str, redis_prefix: &str, env: &[(&str, &str)]) -> Server {
+        let mut env = env.to_vec();
+        env.push(("CHAT_REDIS_URL", redis_url));
+        env.push(("CHAT_REDIS_PREFIX", redis_prefix));
+        Server::launch(&env, Some(mongodb_url.to_owned()), None)
+    }
+
+    fn launch(env: &[(&str, &str)], mongodb_url: Option<String>, redis_prefix: Option<String>) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = tmp.path().to_path_buf();
-        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        env.push(("CHAT_REDIS_URL".into(), redis_url.to_owned()));
-        env.push(("CHAT_REDIS_PREFIX".into(), redis_prefix.to_owned()));
         let mut s = Server {
             child: None,
             addr: String::new(),
-            data_dir,
+            data_dir: tmp.path().to_path_buf(),
             _tmp: Some(tmp),
-            env,
-            mongodb_url: Some(mongodb_url.to_owned()),
-            redis_prefix: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            mongodb_url,
+            redis_prefix,
             stdout_lines: Default::default(),
         };
         s.spawn();

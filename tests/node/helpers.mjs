@@ -2,8 +2,8 @@
 // Everything here has a bounded timeout so that no test can hang, and every server process
 // started here is killed on teardown (and, as a last resort, when the test process exits).
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
@@ -11,6 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { io } from 'socket.io-client';
+import {
+  clusterNodes, testRedisUrl, testMongoUrl, withDatabase, clusterIdentity, readClusterIdentity, cleanupCluster, CLEANUP_SCRIPT,
+} from './cluster.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const BIN = process.env.COURSECHAT_BIN
@@ -44,23 +47,10 @@ process.on('exit', () => {
 });
 
 /**
- * Start `coursechat serve` on an ephemeral port with a fresh data dir.
- * Resolves to {url, port, secret, dataDir, proc, adminToken, logs(), stop(), exited}.
+ * Spawn one `coursechat` process and wait for its "listening on" line.
+ * Resolves to {proc, port, exited, logs()}; on failure the process is killed and the error thrown.
  */
-export async function startServer({ env = {}, args = ['serve'], secret, timeoutMs = 20000, keepDataDir = false, dataDir } = {}) {
-  if (!existsSync(BIN)) throw new Error(`coursechat binary not found at ${BIN} (set COURSECHAT_BIN or run cargo build)`);
-  secret = secret ?? `test-secret-${randomBytes(12).toString('hex')}`;
-  dataDir = dataDir ?? mkdtempSync(path.join(tmpdir(), 'coursechat-node-'));
-  const fullEnv = {
-    ...process.env,
-    CHAT_JWT_SECRET: secret,
-    CHAT_ADDR: '127.0.0.1:0',
-    CHAT_DATA_DIR: dataDir,
-    CHAT_DRAIN_SECONDS: '2',
-    NO_COLOR: '1',
-    ...env,
-  };
-  for (const [k, v] of Object.entries(fullEnv)) if (v === undefined || v === null) delete fullEnv[k];
+async function spawnNode(fullEnv, args, timeoutMs, label = 'coursechat') {
   const proc = spawn(BIN, args, { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(proc);
   let output = '';
@@ -94,10 +84,50 @@ export async function startServer({ env = {}, args = ['serve'], secret, timeoutM
     proc.stdout.on('data', scan);
     proc.stderr.on('data', scan);
     proc.on('error', (e) => finish(reject, e));
-    exited.then(({ code, signal }) => finish(reject, new Error(`coursechat exited early (code ${code}, signal ${signal}):\n${output.slice(-4000)}`)));
-    const timer = setTimeout(() => finish(reject, new Error(`coursechat did not print "listening on" within ${timeoutMs} ms:\n${output.slice(-4000)}`)), timeoutMs);
+    exited.then(({ code, signal }) => finish(reject, new Error(`${label} exited early (code ${code}, signal ${signal}):\n${output.slice(-4000)}`)));
+    const timer = setTimeout(() => finish(reject, new Error(`${label} did not print "listening on" within ${timeoutMs} ms:\n${output.slice(-4000)}`)), timeoutMs);
   }).catch((e) => {
     try { proc.kill('SIGKILL'); } catch { /* ignore */ }
+    throw e;
+  });
+  return { proc, port, exited, logs: () => output };
+}
+
+/** SIGTERM one process, SIGKILL it if it has not exited 4 s later. */
+async function stopProc(proc, exited) {
+  if (proc.exitCode === null && proc.signalCode === null) {
+    try { proc.kill('SIGTERM'); } catch { /* ignore */ }
+    const res = await Promise.race([exited, sleep(4000).then(() => null)]);
+    if (res === null) {
+      try { proc.kill('SIGKILL'); } catch { /* ignore */ }
+      await Promise.race([exited, sleep(2000)]);
+    }
+  }
+}
+
+/**
+ * Start `coursechat serve` on an ephemeral port with a fresh data dir.
+ * Resolves to {url, port, secret, dataDir, proc, adminToken, logs(), stop(), exited}.
+ *
+ * In cluster mode (COURSECHAT_CLUSTER_NODES=N) this starts N nodes sharing Redis and MongoDB
+ * instead; see startCluster().
+ */
+export async function startServer({ env = {}, args = ['serve'], secret, timeoutMs = 20000, keepDataDir = false, dataDir } = {}) {
+  if (!existsSync(BIN)) throw new Error(`coursechat binary not found at ${BIN} (set COURSECHAT_BIN or run cargo build)`);
+  if (CLUSTER_NODES > 0) return startCluster({ env, args, secret, timeoutMs, keepDataDir, dataDir });
+  secret = secret ?? `test-secret-${randomBytes(12).toString('hex')}`;
+  dataDir = dataDir ?? mkdtempSync(path.join(tmpdir(), 'coursechat-node-'));
+  const fullEnv = {
+    ...process.env,
+    CHAT_JWT_SECRET: secret,
+    CHAT_ADDR: '127.0.0.1:0',
+    CHAT_DATA_DIR: dataDir,
+    CHAT_DRAIN_SECONDS: '2',
+    NO_COLOR: '1',
+    ...env,
+  };
+  for (const [k, v] of Object.entries(fullEnv)) if (v === undefined || v === null) delete fullEnv[k];
+  const { proc, port, exited, logs } = await spawnNode(fullEnv, args, timeoutMs).catch((e) => {
     if (!keepDataDir) rmSync(dataDir, { recursive: true, force: true });
     throw e;
   });
@@ -110,18 +140,11 @@ export async function startServer({ env = {}, args = ['serve'], secret, timeoutM
     dataDir,
     proc,
     exited,
-    logs: () => output,
+    logs,
     adminToken: null,
     async stop() {
       closeAllSockets(srv);
-      if (proc.exitCode === null && proc.signalCode === null) {
-        try { proc.kill('SIGTERM'); } catch { /* ignore */ }
-        const res = await Promise.race([exited, sleep(4000).then(() => null)]);
-        if (res === null) {
-          try { proc.kill('SIGKILL'); } catch { /* ignore */ }
-          await Promise.race([exited, sleep(2000)]);
-        }
-      }
+      await stopProc(proc, exited);
       if (!keepDataDir) rmSync(dataDir, { recursive: true, force: true });
     },
     sockets: new Set(),
@@ -129,6 +152,173 @@ export async function startServer({ env = {}, args = ['serve'], secret, timeoutM
   srv.adminToken = mint(srv, uid('admin'), 'admin', { name: 'Platform Admin' });
   return srv;
 }
+
+// ---------------------------------------------------------------- cluster mode
+
+/** Nodes per started server: 0 in single-node mode (COURSECHAT_CLUSTER_NODES unset). */
+export const CLUSTER_NODES = clusterNodes();
+/** True in cluster mode; tests that depend on one process use it to adapt. */
+export const CLUSTER = CLUSTER_NODES > 0;
+
+// Clusters not stopped yet: their backends are cleaned up at process exit as a last resort.
+const liveClusters = new Set();
+process.on('exit', () => {
+  for (const c of liveClusters) {
+    try {
+      spawnSync(process.execPath, [CLEANUP_SCRIPT, 'cleanup', c.redisUrl, c.prefix, c.mongoUrl], { stdio: 'ignore', timeout: 30000 });
+    } catch { /* best effort */ }
+  }
+});
+
+/**
+ * Cluster mode: N `coursechat serve` processes with one JWT secret, one Redis prefix and one
+ * MongoDB database, each with its own data dir (`dataDir/node-<i>`) and node id. The returned
+ * object looks like a single server to the helpers: every socket (rawSocket, rawEio, rawUpgrade)
+ * takes the next node in turn, and so does every REST call (api), on separate counters, so that
+ * consecutive sockets are on different nodes and so are consecutive REST calls. `srv.url` and
+ * `srv.port` are round-robin getters too. `proc` and `exited` stand for all nodes (a signal goes
+ * to every node; `exited` resolves once all have exited, with code 0 only if all exited 0);
+ * `nodes` has each node's own {index, nodeId, url, port, dataDir, proc, exited, logs()}.
+ *
+ * The Redis prefix and database name are kept in `dataDir/cluster.json`: starting again on the
+ * same dataDir (keepDataDir) restarts the same cluster. stop() removes them unless keepDataDir;
+ * then removeServerData(dataDir) does.
+ */
+async function startCluster({ env = {}, args = ['serve'], secret, timeoutMs = 20000, keepDataDir = false, dataDir } = {}) {
+  secret = secret ?? `test-secret-${randomBytes(12).toString('hex')}`;
+  dataDir = dataDir ?? mkdtempSync(path.join(tmpdir(), 'coursechat-node-'));
+  const ident = clusterIdentity(dataDir);
+  const backend = { redisUrl: testRedisUrl(), prefix: ident.prefix, mongoUrl: withDatabase(testMongoUrl(), ident.db) };
+  liveClusters.add(backend);
+  const release = async () => {
+    liveClusters.delete(backend);
+    await cleanupCluster(backend);
+  };
+
+  const started = await Promise.allSettled(Array.from({ length: CLUSTER_NODES }, (_, i) => {
+    const nodeDir = path.join(dataDir, `node-${i}`);
+    mkdirSync(nodeDir, { recursive: true });
+    const nodeId = `cc-${ident.tag}-n${i}`;
+    const fullEnv = {
+      ...process.env,
+      CHAT_JWT_SECRET: secret,
+      CHAT_ADDR: '127.0.0.1:0',
+      CHAT_DATA_DIR: nodeDir,
+      CHAT_DRAIN_SECONDS: '2',
+      NO_COLOR: '1',
+      CHAT_REDIS_URL: backend.redisUrl,
+      CHAT_REDIS_PREFIX: backend.prefix,
+      CHAT_MONGODB_URL: backend.mongoUrl,
+      CHAT_NODE_ID: nodeId,
+      ...env,
+    };
+    for (const [k, v] of Object.entries(fullEnv)) if (v === undefined || v === null) delete fullEnv[k];
+    return spawnNode(fullEnv, args, timeoutMs, `coursechat node ${i} (${nodeId})`).then((n) => ({
+      ...n, index: i, nodeId, dataDir: nodeDir, url: `http://127.0.0.1:${n.port}`,
+    }));
+  }));
+  const failed = started.filter((r) => r.status === 'rejected');
+  if (failed.length) {
+    const nodes = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+    await Promise.all(nodes.map((n) => stopProc(n.proc, n.exited)));
+    if (!keepDataDir) {
+      await release();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+    throw failed[0].reason;
+  }
+  const nodes = started.map((r) => r.value);
+
+  const turn = { socket: 0, rest: 0, any: 0 };
+  const next = (kind) => nodes[turn[kind]++ % nodes.length];
+  const running = () => nodes.filter((n) => n.proc.exitCode === null && n.proc.signalCode === null);
+  const proc = {
+    nodes: nodes.map((n) => n.proc),
+    get pid() { return nodes[0].proc.pid; },
+    kill(signal = 'SIGTERM') {
+      for (const n of running()) {
+        try { n.proc.kill(signal); } catch { /* ignore */ }
+      }
+      return true;
+    },
+    // null while any node runs; then the first non-zero exit code (null if it died of a signal), else 0
+    get exitCode() {
+      if (running().length) return null;
+      const bad = nodes.find((n) => n.proc.exitCode !== 0);
+      return bad ? bad.proc.exitCode : 0;
+    },
+    get signalCode() {
+      if (running().length) return null;
+      return nodes.find((n) => n.proc.signalCode !== null)?.proc.signalCode ?? null;
+    },
+  };
+  const exited = Promise.all(nodes.map((n) => n.exited)).then((results) => {
+    const bad = results.find((r) => r.code !== 0);
+    return { code: bad ? bad.code : 0, signal: results.find((r) => r.signal)?.signal ?? null, nodes: results };
+  });
+
+  const srv = {
+    get url() { return next('any').url; },
+    get port() { return next('any').port; },
+    /** The node for the next socket ({url, port}). */
+    nextSocketNode: () => next('socket'),
+    /** The node for the next REST call ({url, port}). */
+    nextRestNode: () => next('rest'),
+    nodes,
+    cluster: { ...backend, nodeCount: nodes.length },
+    secret,
+    dataDir,
+    proc,
+    exited,
+    logs: () => nodes.map((n) => `===== node ${n.index} (${n.nodeId}) =====\n${n.logs()}`).join('\n'),
+    adminToken: null,
+    async stop() {
+      closeAllSockets(srv);
+      await Promise.all(nodes.map((n) => stopProc(n.proc, n.exited)));
+      if (!keepDataDir) {
+        await release();
+        rmSync(dataDir, { recursive: true, force: true });
+      } else {
+        liveClusters.delete(backend); // kept for a restart; removeServerData(dataDir) removes it
+        keptClusters.set(path.resolve(dataDir), backend);
+      }
+    },
+    sockets: new Set(),
+  };
+  srv.adminToken = mint(srv, uid('admin'), 'admin', { name: 'Platform Admin' });
+  return srv;
+}
+
+// Clusters stopped with keepDataDir: kept for a restart, removed by removeServerData (or at exit).
+const keptClusters = new Map();
+process.on('exit', () => {
+  for (const c of keptClusters.values()) {
+    try {
+      spawnSync(process.execPath, [CLEANUP_SCRIPT, 'cleanup', c.redisUrl, c.prefix, c.mongoUrl], { stdio: 'ignore', timeout: 30000 });
+    } catch { /* best effort */ }
+  }
+});
+
+/**
+ * Remove a data dir that a test kept across restarts (keepDataDir). In cluster mode also the
+ * cluster's Redis keys and MongoDB database. Call it after the last stop().
+ */
+export async function removeServerData(dir) {
+  if (CLUSTER) {
+    const ident = readClusterIdentity(dir);
+    if (ident) {
+      const backend = { redisUrl: testRedisUrl(), prefix: ident.prefix, mongoUrl: withDatabase(testMongoUrl(), ident.db) };
+      keptClusters.delete(path.resolve(dir));
+      await cleanupCluster(backend);
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** The node for the next socket: srv itself on one node, the next node in turn in a cluster. */
+const socketTarget = (srv) => (srv.nextSocketNode ? srv.nextSocketNode() : srv);
+/** The node for the next REST call: srv itself on one node, the next node in turn in a cluster. */
+const restTarget = (srv) => (srv.nextRestNode ? srv.nextRestNode() : srv);
 
 // ---------------------------------------------------------------- tokens
 
@@ -159,7 +349,7 @@ export async function api(srv, method, urlPath, { token, body, headers = {}, raw
     payload = JSON.stringify(body);
     if (!Object.keys(h).some((k) => k.toLowerCase() === 'content-type')) h['Content-Type'] = 'application/json';
   }
-  const res = await fetch(srv.url + urlPath, { method, headers: h, body: payload, signal: AbortSignal.timeout(timeoutMs) });
+  const res = await fetch(restTarget(srv).url + urlPath, { method, headers: h, body: payload, signal: AbortSignal.timeout(timeoutMs) });
   const text = await res.text();
   let parsed = null;
   try { parsed = text.length ? JSON.parse(text) : null; } catch { parsed = null; }
@@ -240,7 +430,7 @@ export function rawSocket(srv, token, extra = {}) {
     ...extra,
   };
   if (token !== undefined) opts.auth = { token };
-  const socket = io(srv.url, opts);
+  const socket = io(socketTarget(srv).url, opts);
   socket.log = [];
   socket.onAny((event, ...args) => socket.log.push({ event, data: args[0], args, at: Date.now() }));
   socket.on('disconnect', (reason, details) => socket.log.push({ event: '$disconnect', data: reason, details, at: Date.now() }));
@@ -360,7 +550,7 @@ export function rawUpgrade(srv, { origin, pathAndQuery = '/socket.io/?EIO=4&tran
       'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
     };
     if (origin) headers.Origin = origin;
-    const req = http.request({ host: '127.0.0.1', port: srv.port, path: pathAndQuery, method: 'GET', headers });
+    const req = http.request({ host: '127.0.0.1', port: socketTarget(srv).port, path: pathAndQuery, method: 'GET', headers });
     const timer = setTimeout(() => { req.destroy(); reject(new Error('upgrade request timed out')); }, timeoutMs);
     req.on('upgrade', (res, sock) => {
       clearTimeout(timer);
@@ -391,7 +581,7 @@ export function isErrorBody(body, code) {
  */
 export async function rawEio(srv, { autoPong = true, headers = {}, timeoutMs = 5000 } = {}) {
   const { default: WebSocket } = await import('ws');
-  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`, { headers });
+  const ws = new WebSocket(`ws://127.0.0.1:${socketTarget(srv).port}/socket.io/?EIO=4&transport=websocket`, { headers });
   const r = {
     ws,
     frames: [],

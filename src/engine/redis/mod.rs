@@ -116,13 +116,7 @@ impl Redis {
         keys: &[String],
         args: &[&[u8]],
     ) -> EngineResult<T> {
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        for arg in args {
-            invocation.arg(*arg);
-        }
+        let invocation = invocation(script, keys, args);
         self.with_deadline(self.timeout, |mut conn| async move { invocation.invoke_async(&mut conn).await }).await
     }
 
@@ -138,13 +132,7 @@ impl Redis {
         if replicas == 0 {
             return self.script(script, keys, args).await;
         }
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        for arg in args {
-            invocation.arg(*arg);
-        }
+        let invocation = invocation(script, keys, args);
         let wait_ms = (self.timeout.as_millis() as u64 * 3 / 4).max(1);
         let (value, acknowledged): (T, i64) = self
             .with_deadline(self.timeout * 2, |mut conn| async move {
@@ -167,6 +155,17 @@ impl Redis {
             Err(unavailable(format!("PING answered {pong}")))
         }
     }
+}
+
+fn invocation<'a>(script: &'a redis::Script, keys: &[String], args: &[&[u8]]) -> redis::ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys {
+        invocation.key(key);
+    }
+    for arg in args {
+        invocation.arg(*arg);
+    }
+    invocation
 }
 
 /// The engine's background tasks (subscriber, timers); a node keeps them for its whole life.
