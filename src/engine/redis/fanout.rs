@@ -61,8 +61,9 @@ pub struct Fanout {
     cache: Arc<CachedDirectory>,
     presence: Arc<RedisPresence>,
     presenter: Presenter,
-    /// Channel → sockets of this node listening to it.
-    interest: Mutex<HashMap<String, usize>>,
+    /// Channel → sockets of this node listening to it. Held across the SUBSCRIBE or UNSUBSCRIBE
+    /// a change needs, so that a user leaving and coming back at once cannot end unsubscribed.
+    interest: tokio::sync::Mutex<HashMap<String, usize>>,
     /// The subscriber connection's command side, while connected.
     sink: Mutex<Option<PubSubSink>>,
     /// (user, chat) → what this node's sockets of the user got.
@@ -136,7 +137,7 @@ impl Fanout {
             cache,
             presence,
             presenter,
-            interest: Mutex::new(HashMap::new()),
+            interest: tokio::sync::Mutex::new(HashMap::new()),
             sink: Mutex::new(None),
             seen: Mutex::new(HashMap::new()),
         }))
@@ -175,14 +176,18 @@ impl Fanout {
             .map_err(unavailable)?;
         let (mut sink, mut stream) = pubsub.split();
         sink.subscribe(self.redis.keys.invalidation_channel()).await.map_err(unavailable)?;
-        *self.sink.lock() = Some(sink.clone());
-        let channels: Vec<String> = self.interest.lock().keys().cloned().collect();
-        for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-            tokio::time::timeout(timeout * 5, sink.subscribe(chunk))
-                .await
-                .map_err(unavailable)?
-                .map_err(unavailable)?;
-        }
+        let channels: Vec<String> = {
+            let interest = self.interest.lock().await;
+            *self.sink.lock() = Some(sink.clone());
+            let channels: Vec<String> = interest.keys().cloned().collect();
+            for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+                tokio::time::timeout(timeout * 5, sink.subscribe(chunk))
+                    .await
+                    .map_err(unavailable)?
+                    .map_err(unavailable)?;
+            }
+            channels
+        };
         metrics::gauge!("coursechat_redis_subscriber_connected").set(1.0);
         if !first {
             metrics::counter!("coursechat_redis_resubscribes_total").increment(1);
@@ -336,13 +341,10 @@ impl Bus for Fanout {
 
     async fn watch(&self, topic: Topic) -> EngineResult<()> {
         let channel = self.channel(&topic);
-        let first = {
-            let mut interest = self.interest.lock();
-            let count = interest.entry(channel.clone()).or_insert(0);
-            *count += 1;
-            *count == 1
-        };
-        if first {
+        let mut interest = self.interest.lock().await;
+        let count = interest.entry(channel.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
             // Not connected: the subscriber subscribes to every interest when it is back.
             let sink = self.sink.lock().clone();
             if let Some(mut sink) = sink {
@@ -358,19 +360,17 @@ impl Bus for Fanout {
 
     async fn unwatch(&self, topic: Topic) {
         let channel = self.channel(&topic);
-        let last = {
-            let mut interest = self.interest.lock();
-            match interest.get_mut(&channel) {
-                Some(count) if *count > 1 => {
-                    *count -= 1;
-                    false
-                }
-                Some(_) => {
-                    interest.remove(&channel);
-                    true
-                }
-                None => false,
+        let mut interest = self.interest.lock().await;
+        let last = match interest.get_mut(&channel) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
             }
+            Some(_) => {
+                interest.remove(&channel);
+                true
+            }
+            None => false,
         };
         if !last {
             return;
@@ -384,10 +384,10 @@ impl Bus for Fanout {
         }
     }
 
+    /// Called for sockets of this node only, so `user` is watched here (and forgotten with its
+    /// last socket).
     fn track(&self, user: &str, chat_id: &str, seq: u64) {
-        if self.interest.lock().contains_key(&self.redis.keys.user_channel(user)) {
-            self.note_seen(user, chat_id, seq, false);
-        }
+        self.note_seen(user, chat_id, seq, false);
     }
 }
 

@@ -412,6 +412,35 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_user_leaving_and_coming_back_at_once_stays_subscribed() {
+        let (prefix, _guard) = testing::isolated();
+        let n = node(&prefix, "a").await;
+        let sender = node(&prefix, "b").await;
+        tokio::time::sleep(Duration::from_millis(300)).await; // subscribers connected
+        let (tx, mut rx) = mpsc::channel(64);
+        n.hub.register(Arc::new(crate::hub::SocketHandle::new(5, "u1".into(), tx)));
+        let topic = || Topic::User("u1".into());
+        n.engine.bus.watch(topic()).await.unwrap();
+        for _ in 0..50 {
+            // A page reload: the old socket's goodbye races the new socket's hello.
+            let (bus_a, bus_b) = (n.engine.bus.clone(), n.engine.bus.clone());
+            let gone = tokio::spawn(async move { bus_a.unwatch(topic()).await });
+            let back = tokio::spawn(async move { bus_b.watch(topic()).await.unwrap() });
+            let _ = tokio::join!(gone, back);
+        }
+        let frame = bytes::Bytes::from_static(b"42[\"ping\"]");
+        let delivery = crate::hub::Delivery {
+            target: crate::hub::Target::Users(vec!["u1".into()]),
+            except: None,
+            frame: frame.clone(),
+        };
+        sender.engine.bus.publish(delivery).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.expect("still subscribed");
+        assert_eq!(got, Some(frame));
+        finish(&[&n, &sender], &prefix).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_nodes_users_go_offline() {
         let (prefix, _guard) = testing::isolated();
         let a = node(&prefix, "a").await;
