@@ -305,6 +305,13 @@ impl MongoStore {
             let options = IndexOptions::builder().unique(unique).name(name.to_owned()).build();
             IndexModel::builder().keys(keys).options(options).build()
         }
+        // `users` has no index but `_id`: create it here, so that several nodes' first writes do not
+        // race to create it implicitly.
+        if let Err(e) = within(self.db.create_collection("users")).await {
+            if !e.to_string().contains("already exists") {
+                return Err(e);
+            }
+        }
         within(self.messages().create_index(index(doc! {"chat": 1, "seq": 1}, true, "chat_seq"))).await?;
         within(self.messages().create_index(index(
             doc! {"chat": 1, "sender": 1, "clientMsgId": 1},

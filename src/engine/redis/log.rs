@@ -242,8 +242,10 @@ impl RedisLog {
             read.arg(if own_pending { "0" } else { ">" });
         }
         let deadline = self.redis.timeout() + wait.unwrap_or_default();
-        let reply: Option<StreamReadReply> =
-            self.redis.with_deadline(deadline, |mut conn| async move { read.query_async(&mut conn).await }).await?;
+        let reply: Option<StreamReadReply> = self
+            .redis
+            .with_own_connection(deadline, |mut conn| async move { read.query_async(&mut conn).await })
+            .await?;
         let mut out = Vec::new();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             let Some(shard) = (0..shards).find(|s| self.redis.keys.stream(*s) == key.key) else { continue };

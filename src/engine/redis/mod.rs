@@ -24,6 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::FromRedisValue;
 use tokio::sync::mpsc;
 
@@ -56,15 +57,27 @@ pub struct RedisOptions {
 }
 
 /// A node's handle on Redis: the pool, the key layout and the call deadline.
+///
+/// Calls share one multiplexed connection taken from the pool (commands from all tasks are
+/// pipelined on it), because a pool checkout costs a round trip of its own (deadpool-redis
+/// checks each connection with UNWATCH + PING when it hands it out). The shared connection is
+/// dropped after any connection error or missed deadline, and the next call takes a fresh one from
+/// the pool. Blocking reads ([`Redis::with_own_connection`]) check a connection out for
+/// themselves, so they never hold up the shared one.
 #[derive(Clone)]
 pub struct Redis {
     pool: deadpool_redis::Pool,
+    shared: Arc<parking_lot::Mutex<Option<MultiplexedConnection>>>,
     pub keys: Arc<Keys>,
     timeout: Duration,
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> EngineError {
     EngineError::Unavailable(format!("redis: {e}"))
+}
+
+fn late() -> EngineError {
+    EngineError::Unavailable("redis: no answer in time".into())
 }
 
 impl Redis {
@@ -76,27 +89,61 @@ impl Redis {
             ..Default::default()
         });
         let pool = config.create_pool(Some(deadpool_redis::Runtime::Tokio1)).map_err(unavailable)?;
-        Ok(Redis { pool, keys: Arc::new(Keys::new(prefix, shards)), timeout })
+        Ok(Redis { pool, shared: Default::default(), keys: Arc::new(Keys::new(prefix, shards)), timeout })
     }
 
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    /// Runs one Redis call on a pooled connection within `deadline`.
+    async fn shared_connection(&self) -> EngineResult<MultiplexedConnection> {
+        if let Some(conn) = self.shared.lock().clone() {
+            return Ok(conn);
+        }
+        let pooled = self.pool.get().await.map_err(unavailable)?;
+        // The clone shares the pooled connection; detaching keeps it out of the pool for good.
+        let conn = deadpool_redis::Connection::take(pooled);
+        *self.shared.lock() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs one Redis call on the shared connection within `deadline`.
     pub async fn with_deadline<T, F, Fut>(&self, deadline: Duration, call: F) -> EngineResult<T>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let work = async {
-            let conn = self.pool.get().await.map_err(unavailable)?;
-            call(conn).await.map_err(unavailable)
+            let conn = self.shared_connection().await?;
+            call(conn).await.map_err(|e| {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error() {
+                    self.shared.lock().take();
+                }
+                unavailable(e)
+            })
         };
         match tokio::time::timeout(deadline, work).await {
             Ok(result) => result,
-            Err(_) => Err(EngineError::Unavailable("redis: no answer in time".into())),
+            Err(_) => {
+                self.shared.lock().take();
+                Err(late())
+            }
         }
+    }
+
+    /// Runs a blocking call on a connection checked out of the pool for it alone.
+    pub async fn with_own_connection<T, F, Fut>(&self, deadline: Duration, call: F) -> EngineResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let work = async {
+            let pooled = self.pool.get().await.map_err(unavailable)?;
+            let result = call((*pooled).clone()).await.map_err(unavailable);
+            drop(pooled); // back to the pool only once the call is over
+            result
+        };
+        tokio::time::timeout(deadline, work).await.unwrap_or_else(|_| Err(late()))
     }
 
     /// One command.
@@ -135,7 +182,7 @@ impl Redis {
         let invocation = invocation(script, keys, args);
         let wait_ms = (self.timeout.as_millis() as u64 * 3 / 4).max(1);
         let (value, acknowledged): (T, i64) = self
-            .with_deadline(self.timeout * 2, |mut conn| async move {
+            .with_own_connection(self.timeout * 2, |mut conn| async move {
                 let value: T = invocation.invoke_async(&mut conn).await?;
                 let acknowledged: i64 = redis::cmd("WAIT").arg(replicas).arg(wait_ms).query_async(&mut conn).await?;
                 Ok((value, acknowledged))
