@@ -57,7 +57,35 @@ pub enum StartError {
     Listen(SocketAddr, std::io::Error),
 }
 
-fn verifier(config: &ServeConfig) -> Result<Verifier, StartError> {
+/// The demo's JWT secret, when `--demo` runs without a configured key: kept in the data dir, or
+/// with the Redis engine in Redis, so that every node of the deployment shares it.
+async fn demo_secret(config: &ServeConfig) -> Result<Option<Vec<u8>>, StartError> {
+    let configured = config.jwt_public_key.is_some() || config.jwt_secret.as_ref().is_some_and(|s| !s.is_empty());
+    if !config.demo || configured {
+        return Ok(None);
+    }
+    let secret = match &config.redis_url {
+        Some(url) => {
+            let key = format!("{}demo-jwt-secret", config.redis.redis_prefix);
+            let fresh: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
+            let shared = async {
+                let client = ::redis::Client::open(url.as_str())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                ::redis::cmd("SET").arg(&key).arg(&fresh).arg("NX").query_async::<()>(&mut conn).await?;
+                ::redis::cmd("GET").arg(&key).query_async::<String>(&mut conn).await
+            };
+            tokio::time::timeout(Duration::from_secs(5), shared)
+                .await
+                .map_err(|_| StartError::Backend("CHAT_REDIS_URL: no answer in time".into()))?
+                .map_err(|e| StartError::Backend(format!("CHAT_REDIS_URL: demo secret: {e}")))?
+                .into_bytes()
+        }
+        None => crate::demo::secret(&config.data_dir).map_err(|e| StartError::Config(format!("demo secret: {e}")))?,
+    };
+    Ok(Some(secret))
+}
+
+fn verifier(config: &ServeConfig, demo_secret: Option<&[u8]>) -> Result<Verifier, StartError> {
     let key = if let Some(pem) = &config.jwt_public_key {
         let pem = if pem.trim_start().starts_with("-----BEGIN") {
             pem.clone().into_bytes()
@@ -76,10 +104,8 @@ fn verifier(config: &ServeConfig) -> Result<Verifier, StartError> {
         KeyConfig::PublicKey { pem, algorithm }
     } else if let Some(secret) = config.jwt_secret.as_ref().filter(|s| !s.is_empty()) {
         KeyConfig::Secret(secret.clone().into_bytes())
-    } else if config.demo {
-        KeyConfig::Secret(
-            crate::demo::secret(&config.data_dir).map_err(|e| StartError::Config(format!("demo secret: {e}")))?,
-        )
+    } else if let Some(secret) = demo_secret {
+        KeyConfig::Secret(secret.to_vec())
     } else {
         return Err(StartError::Config("set CHAT_JWT_SECRET (or CHAT_JWT_PUBLIC_KEY), or run with --demo".into()));
     };
@@ -89,17 +115,15 @@ fn verifier(config: &ServeConfig) -> Result<Verifier, StartError> {
 
 /// The attachment url signer: `CHAT_SIGNING_KEY`, else a key derived from the JWT secret (the demo
 /// secret with `--demo`), else (only a public key) a random key for this process.
-fn url_signer(config: &ServeConfig) -> Result<UrlSigner, StartError> {
+fn url_signer(config: &ServeConfig, demo_secret: Option<&[u8]>) -> Result<UrlSigner, StartError> {
     let ttl = config.limits.attachment_url_ttl;
     if let Some(key) = config.signing_key.as_ref().filter(|k| !k.is_empty()) {
         return Ok(UrlSigner::new(key.as_bytes(), ttl));
     }
-    let secret = match config.jwt_secret.as_ref().filter(|s| !s.is_empty()) {
-        Some(s) => s.clone().into_bytes(),
-        None if config.demo && config.jwt_public_key.is_none() => {
-            crate::demo::secret(&config.data_dir).map_err(|e| StartError::Config(format!("demo secret: {e}")))?
-        }
-        None => {
+    let secret = match (config.jwt_secret.as_ref().filter(|s| !s.is_empty()), demo_secret) {
+        (Some(s), _) => s.clone().into_bytes(),
+        (None, Some(demo)) => demo.to_vec(),
+        (None, None) => {
             // Only a public key: nothing shared to derive from. A random key works on this node
             // until it restarts; several nodes need CHAT_SIGNING_KEY.
             tracing::warn!("CHAT_SIGNING_KEY is unset: attachment urls are signed with a random key valid on this node until it restarts");
@@ -119,7 +143,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         ));
     }
     let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()));
-    let verifier = verifier(&config)?;
+    let demo_secret = demo_secret(&config).await?;
+    let verifier = verifier(&config, demo_secret.as_deref())?;
     let metrics = crate::metrics::install();
     let audit = Audit::open(&node_id, config.audit_log.as_deref())
         .await
@@ -145,7 +170,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         message_burst: limits.message_burst,
         idempotency_window: Duration::from_secs(limits.idempotency_hours * 3600),
     };
-    let signer = Arc::new(url_signer(&config)?);
+    let signer = Arc::new(url_signer(&config, demo_secret.as_deref())?);
     let presenter: crate::engine::Presenter = {
         let signer = signer.clone();
         Arc::new(move |m: &mut crate::chat::model::Message| {
@@ -243,7 +268,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(drain_seconds);
     tracing::info!(open_sockets = state.hub.socket_count(), "draining");
-    let _ = state.drain.send(true);
+    // send_replace: `send` changes nothing when no socket is subscribed, and /readyz must see it.
+    state.drain.send_replace(true);
     let all_sessions = max_sessions as u32;
     let _ = tokio::time::timeout_at(deadline.into(), state.sessions.acquire_many(all_sessions)).await;
     // Open HTTP connections keep being served a little longer, so health checks on them see the
