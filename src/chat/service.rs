@@ -618,7 +618,15 @@ impl ChatService {
     }
 
     async fn view(&self, viewer: &str, chat: Chat, courses: &mut HashMap<String, CourseRef>) -> ChatResult<ChatView> {
-        let pending = self.engine.log.pending(&chat.id).await?;
+        let mut pending = self.engine.log.pending(&chat.id).await?;
+        // The newest message from the log's recent window too: the writer may have moved it from
+        // the queue to the store after `chat` was read, and then neither read would show it.
+        let newest = Window::Before { before: None, limit: 1 };
+        if let Some(newest) = self.engine.log.recent(&chat.id, newest).await?.and_then(|m| m.into_iter().last()) {
+            if pending.last().is_none_or(|p| p.seq < newest.seq) {
+                pending.push(newest);
+            }
+        }
         let read_seq = self.effective_read_seq(&chat.id, viewer, &pending).await?;
         let (last_seq, updated_at, last_message) = match pending.last().cloned().filter(|m| m.seq > chat.last_seq) {
             Some(m) => (m.seq, m.created_at, Some(m)),
