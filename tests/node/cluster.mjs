@@ -86,7 +86,7 @@ function execFileP(cmd, args, opts = {}) {
 /** Deletes every key under `prefix` (SCAN, then DEL in batches). Resolves to the number deleted. */
 export async function deleteRedisPrefix(url, prefix) {
   if (!/^[A-Za-z0-9_:.-]+$/.test(prefix)) throw new Error(`refusing to delete keys under an unusual prefix "${prefix}"`);
-  const out = await execFileP('redis-cli', [...redisCliArgs(url), '--scan', '--pattern', `${prefix}*`, '--count', '1000']);
+  const out = await execFileP('redis-cli', [...redisCliArgs(url), '--scan', '--pattern', `${prefix}*`]);
   const keys = [...new Set(out.split('\n').filter((k) => k.length > 0 && k.startsWith(prefix)))];
   for (let i = 0; i < keys.length; i += 500) {
     await execFileP('redis-cli', [...redisCliArgs(url), 'DEL', ...keys.slice(i, i + 500)]);
@@ -96,7 +96,7 @@ export async function deleteRedisPrefix(url, prefix) {
 
 export function deleteRedisPrefixSync(url, prefix) {
   if (!/^[A-Za-z0-9_:.-]+$/.test(prefix)) return;
-  const r = spawnSync('redis-cli', [...redisCliArgs(url), '--scan', '--pattern', `${prefix}*`, '--count', '1000'], { encoding: 'utf8', timeout: 20000, maxBuffer: 256 * 1024 * 1024 });
+  const r = spawnSync('redis-cli', [...redisCliArgs(url), '--scan', '--pattern', `${prefix}*`], { encoding: 'utf8', timeout: 20000, maxBuffer: 256 * 1024 * 1024 });
   const keys = (r.stdout ?? '').split('\n').filter((k) => k.length > 0 && k.startsWith(prefix));
   for (let i = 0; i < keys.length; i += 500) {
     spawnSync('redis-cli', [...redisCliArgs(url), 'DEL', ...keys.slice(i, i + 500)], { timeout: 20000 });

@@ -14,7 +14,7 @@ import {
   startServer, setupCourse, createChat, connect, connectExpectError, rawSocket, emitAck, mint, uid,
   api, apiOk, putUser, putCourse, enroll, unenroll, send, sendOk,
   waitFor, waitForEntry, mark, eventsSince, waitDisconnect, sleep, rawUpgrade, isErrorBody,
-  rawEio, shape, hasKeys, ANY, reportExtraFields, HEX24, RFC3339_MS_Z,
+  rawEio, shape, hasKeys, ANY, reportExtraFields, HEX24, RFC3339_MS_Z, removeServerData,
 } from './helpers.mjs';
 
 const QUIET_MS = 400;
@@ -1423,7 +1423,7 @@ describe('Running: --demo (no subcommand), SIGTERM drain', () => {
       assert.equal(r.status, 200, `a demo token survives a restart: ${r.status} ${r.text}`);
     } finally {
       await d?.stop();
-      rmSync(dir, { recursive: true, force: true });
+      await removeServerData(dir);
     }
   });
 
@@ -1468,7 +1468,7 @@ describe('Running: --demo (no subcommand), SIGTERM drain', () => {
       assert.deepEqual(hist.messages, sent, 'acked messages survive the drain and restart');
     } finally {
       await d?.stop();
-      rmSync(dir, { recursive: true, force: true });
+      await removeServerData(dir);
     }
   });
 
@@ -1521,7 +1521,7 @@ describe('Running: --demo (no subcommand), SIGTERM drain', () => {
       assert.deepEqual(j.missed.map((m) => m.seq), [last, last + 1, last + 2]);
     } finally {
       await d?.stop();
-      rmSync(dir, { recursive: true, force: true });
+      await removeServerData(dir);
     }
   });
 });

@@ -157,18 +157,25 @@ export async function startServer({ env = {}, args = ['serve'], secret, timeoutM
 
 /** Nodes per started server: 0 in single-node mode (COURSECHAT_CLUSTER_NODES unset). */
 export const CLUSTER_NODES = clusterNodes();
-/** True in cluster mode; tests that depend on one process use it to adapt. */
+/** True in cluster mode (for tests that must adapt to several processes). */
 export const CLUSTER = CLUSTER_NODES > 0;
 
-// Clusters not stopped yet: their backends are cleaned up at process exit as a last resort.
-const liveClusters = new Set();
+// Backends (Redis prefix, MongoDB database) of clusters not cleaned up yet, by prefix. A cluster
+// stopped with keepDataDir stays here until removeServerData(); whatever is left is removed at
+// process exit as a last resort (synchronously, through the cleanup CLI of cluster.mjs).
+const pendingCleanup = new Map();
 process.on('exit', () => {
-  for (const c of liveClusters) {
+  for (const c of pendingCleanup.values()) {
     try {
       spawnSync(process.execPath, [CLEANUP_SCRIPT, 'cleanup', c.redisUrl, c.prefix, c.mongoUrl], { stdio: 'ignore', timeout: 30000 });
     } catch { /* best effort */ }
   }
 });
+
+async function releaseBackend(backend) {
+  pendingCleanup.delete(backend.prefix);
+  await cleanupCluster(backend);
+}
 
 /**
  * Cluster mode: N `coursechat serve` processes with one JWT secret, one Redis prefix and one
@@ -178,24 +185,22 @@ process.on('exit', () => {
  * consecutive sockets are on different nodes and so are consecutive REST calls. `srv.url` and
  * `srv.port` are round-robin getters too. `proc` and `exited` stand for all nodes (a signal goes
  * to every node; `exited` resolves once all have exited, with code 0 only if all exited 0);
- * `nodes` has each node's own {index, nodeId, url, port, dataDir, proc, exited, logs()}.
+ * `nodes` has each node's own {index, nodeId, url, port, dataDir, proc, exited, logs()}; a node
+ * can be passed to the helpers in place of srv to aim at that node only.
  *
  * The Redis prefix and database name are kept in `dataDir/cluster.json`: starting again on the
  * same dataDir (keepDataDir) restarts the same cluster. stop() removes them unless keepDataDir;
  * then removeServerData(dataDir) does.
  */
 async function startCluster({ env = {}, args = ['serve'], secret, timeoutMs = 20000, keepDataDir = false, dataDir } = {}) {
+  const mongoBase = testMongoUrl(); // throws (before anything is made) when it is not set
   secret = secret ?? `test-secret-${randomBytes(12).toString('hex')}`;
   dataDir = dataDir ?? mkdtempSync(path.join(tmpdir(), 'coursechat-node-'));
   const ident = clusterIdentity(dataDir);
-  const backend = { redisUrl: testRedisUrl(), prefix: ident.prefix, mongoUrl: withDatabase(testMongoUrl(), ident.db) };
-  liveClusters.add(backend);
-  const release = async () => {
-    liveClusters.delete(backend);
-    await cleanupCluster(backend);
-  };
+  const backend = { redisUrl: testRedisUrl(), prefix: ident.prefix, mongoUrl: withDatabase(mongoBase, ident.db) };
+  pendingCleanup.set(backend.prefix, backend);
 
-  const started = await Promise.allSettled(Array.from({ length: CLUSTER_NODES }, (_, i) => {
+  const startNode = (i) => {
     const nodeDir = path.join(dataDir, `node-${i}`);
     mkdirSync(nodeDir, { recursive: true });
     const nodeId = `cc-${ident.tag}-n${i}`;
@@ -216,13 +221,21 @@ async function startCluster({ env = {}, args = ['serve'], secret, timeoutMs = 20
     return spawnNode(fullEnv, args, timeoutMs, `coursechat node ${i} (${nodeId})`).then((n) => ({
       ...n, index: i, nodeId, dataDir: nodeDir, url: `http://127.0.0.1:${n.port}`,
     }));
-  }));
+  };
+  // Node 0 first: it creates the MongoDB collections and indexes of a fresh database. (Several
+  // nodes creating the same collection at once is fine for MongoDB, but the test mongod under Wine
+  // crashes on that path: an access violation after "Conflicted registering namespace".)
+  // Then the others at once.
+  const first = await Promise.allSettled([startNode(0)]);
+  const started = first[0].status === 'fulfilled'
+    ? [...first, ...(await Promise.allSettled(Array.from({ length: CLUSTER_NODES - 1 }, (_, i) => startNode(i + 1))))]
+    : first;
   const failed = started.filter((r) => r.status === 'rejected');
   if (failed.length) {
     const nodes = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
     await Promise.all(nodes.map((n) => stopProc(n.proc, n.exited)));
     if (!keepDataDir) {
-      await release();
+      await releaseBackend(backend);
       rmSync(dataDir, { recursive: true, force: true });
     }
     throw failed[0].reason;
@@ -275,29 +288,19 @@ async function startCluster({ env = {}, args = ['serve'], secret, timeoutMs = 20
     async stop() {
       closeAllSockets(srv);
       await Promise.all(nodes.map((n) => stopProc(n.proc, n.exited)));
+      // with keepDataDir the backend stays for a restart; removeServerData(dataDir) removes it
       if (!keepDataDir) {
-        await release();
+        await releaseBackend(backend);
         rmSync(dataDir, { recursive: true, force: true });
-      } else {
-        liveClusters.delete(backend); // kept for a restart; removeServerData(dataDir) removes it
-        keptClusters.set(path.resolve(dataDir), backend);
       }
     },
     sockets: new Set(),
   };
   srv.adminToken = mint(srv, uid('admin'), 'admin', { name: 'Platform Admin' });
+  // Each node can stand in for srv to aim at that node only (sockets still closed by srv.stop()).
+  for (const n of nodes) Object.assign(n, { secret, adminToken: srv.adminToken, sockets: srv.sockets });
   return srv;
 }
-
-// Clusters stopped with keepDataDir: kept for a restart, removed by removeServerData (or at exit).
-const keptClusters = new Map();
-process.on('exit', () => {
-  for (const c of keptClusters.values()) {
-    try {
-      spawnSync(process.execPath, [CLEANUP_SCRIPT, 'cleanup', c.redisUrl, c.prefix, c.mongoUrl], { stdio: 'ignore', timeout: 30000 });
-    } catch { /* best effort */ }
-  }
-});
 
 /**
  * Remove a data dir that a test kept across restarts (keepDataDir). In cluster mode also the
@@ -307,9 +310,7 @@ export async function removeServerData(dir) {
   if (CLUSTER) {
     const ident = readClusterIdentity(dir);
     if (ident) {
-      const backend = { redisUrl: testRedisUrl(), prefix: ident.prefix, mongoUrl: withDatabase(testMongoUrl(), ident.db) };
-      keptClusters.delete(path.resolve(dir));
-      await cleanupCluster(backend);
+      await releaseBackend({ redisUrl: testRedisUrl(), prefix: ident.prefix, mongoUrl: withDatabase(testMongoUrl(), ident.db) });
     }
   }
   rmSync(dir, { recursive: true, force: true });
