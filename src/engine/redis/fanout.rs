@@ -143,6 +143,18 @@ impl Fanout {
         }))
     }
 
+    /// Waits until the subscriber connection is up, at most `within`; false when it is not.
+    pub async fn wait_subscribed(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.sink.lock().is_none() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     fn channel(&self, topic: &Topic) -> String {
         match topic {
             Topic::User(user) => self.redis.keys.user_channel(user),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, StreamReadReply};
 use redis::{Script, Value};
 use tokio::time::Instant;
 
@@ -30,6 +30,11 @@ const GROUP: &str = "writers";
 const CLAIM_IDLE: Duration = Duration::from_secs(30);
 /// How often a node looks for such entries.
 const CLAIM_EVERY: Duration = Duration::from_secs(5);
+/// A consumer with nothing pending and idle this long belonged to a node that is gone (node ids
+/// are random per process unless `CHAT_NODE_ID` is set): it is removed from the group.
+const CONSUMER_GONE_AFTER: Duration = Duration::from_secs(3600);
+/// How often a node looks for such consumers.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Longest XREADGROUP BLOCK (the pooled connection itself times out an answer at 500 ms).
 const MAX_BLOCK: Duration = Duration::from_millis(300);
@@ -49,6 +54,7 @@ pub struct RedisLog {
     consumer: String,
     wait_replicas: u32,
     last_claim: Mutex<Option<Instant>>,
+    last_prune: Mutex<Option<Instant>>,
     /// Whether this consumer may hold entries it was given and has not released (a batch the
     /// store refused, or from before a restart): the next batch is read back from its own
     /// pending entries first, since a plain read only returns new ones.
@@ -97,6 +103,7 @@ impl RedisLog {
             consumer: options.node_id.clone(),
             wait_replicas: options.wait_replicas,
             last_claim: Mutex::new(None),
+            last_prune: Mutex::new(None),
             reread_own: AtomicBool::new(true),
         }
     }
@@ -225,6 +232,32 @@ impl RedisLog {
         Ok(out)
     }
 
+    /// Removes the group's consumers that hold nothing and have been idle for an hour.
+    pub(super) async fn prune_consumers(&self) -> EngineResult<()> {
+        {
+            let mut last = self.last_prune.lock();
+            if last.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        for shard in 0..self.redis.keys.shards() {
+            let stream = self.redis.keys.stream(shard);
+            let mut info = redis::cmd("XINFO");
+            info.arg("CONSUMERS").arg(&stream).arg(GROUP);
+            let reply: StreamInfoConsumersReply = self.redis.query(info).await?;
+            for gone in reply.consumers.iter().filter(|c| {
+                c.pending == 0 && c.idle as u128 > CONSUMER_GONE_AFTER.as_millis() && c.name != self.consumer
+            }) {
+                let mut delete = redis::cmd("XGROUP");
+                delete.arg("DELCONSUMER").arg(&stream).arg(GROUP).arg(&gone.name);
+                let _: i64 = self.redis.query(delete).await?;
+                tracing::info!(consumer = %gone.name, shard, "removed an idle consumer of a node that is gone");
+            }
+        }
+        Ok(())
+    }
+
     async fn read_group(&self, max: usize, wait: Option<Duration>, own_pending: bool) -> EngineResult<Vec<Queued>> {
         let shards = self.redis.keys.shards();
         let mut read = redis::cmd("XREADGROUP");
@@ -350,6 +383,9 @@ impl MessageLog for RedisLog {
                     return Ok(own);
                 }
                 self.reread_own.store(false, Ordering::SeqCst);
+            }
+            if let Err(e) = self.prune_consumers().await {
+                tracing::debug!(error = %e, "pruning idle consumers failed");
             }
             let mut batch = self.claim(max).await?;
             if batch.is_empty() {

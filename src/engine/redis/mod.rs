@@ -263,6 +263,10 @@ pub async fn start(
         tokio::spawn(fanout.clone().run()),
         tokio::spawn(presence.clone().run_timers(log.clone(), notices_tx)),
     ]);
+    // No socket is accepted before the node listens on pub/sub: its first events would be lost.
+    if !fanout.wait_subscribed(options.timeout * 5).await {
+        tracing::warn!("the Redis subscriber is not connected yet; starting anyway (it keeps trying)");
+    }
     let engine = Engine {
         kind: "redis",
         log,
@@ -416,6 +420,24 @@ mod tests {
         assert!(refused.to_string().contains("replicas"), "{refused}");
         assert!(started.elapsed() < Duration::from_secs(1));
         tasks.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn consumers_of_gone_nodes_are_pruned_but_recent_ones_stay() {
+        let (prefix, _guard) = testing::isolated();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let redis = Redis::connect(&testing::url(), &prefix, 4, 2, Duration::from_secs(1)).unwrap();
+        let log = log::RedisLog::new(redis.clone(), store, &testing::options(&prefix, "n1"), Arc::new(|_| {}));
+        log.create_groups().await.unwrap();
+        let mut create = ::redis::cmd("XGROUP");
+        create.arg("CREATECONSUMER").arg(redis.keys.stream(0)).arg("writers").arg("just-started");
+        let _: i64 = redis.query(create).await.unwrap();
+        log.prune_consumers().await.unwrap();
+        let mut info = ::redis::cmd("XINFO");
+        info.arg("CONSUMERS").arg(redis.keys.stream(0)).arg("writers");
+        let reply: ::redis::streams::StreamInfoConsumersReply = redis.query(info).await.unwrap();
+        assert_eq!(reply.consumers.len(), 1, "an idle-for-seconds consumer stays");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
