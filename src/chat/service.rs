@@ -17,7 +17,7 @@ use super::model::{
 use super::views::{ChatView, Contact, CourseRef, MessagePage, Participant};
 use super::{Caller, ChatError, ChatResult};
 use crate::attachments::UrlSigner;
-use crate::engine::{AppendRequest, Engine, Invalidation, Notice, Window};
+use crate::engine::{merge_by_seq, messages_after, AppendRequest, Engine, Invalidation, Notice, Window};
 use crate::events::event_frame;
 use crate::hub::{Delivery, SocketId, Target};
 use crate::store::Store;
@@ -287,7 +287,7 @@ impl ChatService {
                 let pending = self.engine.log.pending(&chat.id).await?;
                 let stored = self.store.messages_before(&chat.id, before, limit + 1).await?;
                 let bound = before.unwrap_or(u64::MAX);
-                merge(stored, pending.into_iter().filter(|m| m.seq < bound))
+                merge_by_seq(stored, pending.into_iter().filter(|m| m.seq < bound))
             }
         };
         let has_more = all.len() > limit;
@@ -313,15 +313,9 @@ impl ChatService {
     }
 
     async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> ChatResult<(Vec<Message>, bool)> {
-        let window = Window::After { after, limit: limit + 1 };
-        let mut all = match self.engine.log.recent(chat_id, window).await? {
-            Some(recent) => recent,
-            None => {
-                let pending = self.engine.log.pending(chat_id).await?;
-                let stored = self.store.messages_after(chat_id, after, limit + 1).await?;
-                merge(stored, pending.into_iter().filter(|m| m.seq > after))
-            }
-        };
+        let mut all: Vec<Message> =
+            messages_after::<ChatError>(self.engine.log.as_ref(), self.store.as_ref(), chat_id, after, limit + 1)
+                .await?;
         let has_more = all.len() > limit;
         all.truncate(limit);
         Ok((all, has_more))
@@ -394,7 +388,7 @@ impl ChatService {
     /// latest message) and tells every socket of both participants.
     pub async fn mark_read(&self, caller: &Caller, chat_id: &str, seq: Option<u64>) -> ChatResult<()> {
         let chat = self.participant_chat(caller, chat_id).await?;
-        let pending = self.engine.log.pending(&chat.id).await?;
+        let pending = self.queued_since_read(&chat.id).await?;
         let last_seq = pending.last().map_or(0, |m| m.seq).max(chat.last_seq);
         let current = self.effective_read_seq(&chat.id, &caller.user_id, &pending).await?;
         let target = seq.unwrap_or(last_seq).min(last_seq);
@@ -610,6 +604,20 @@ impl ChatService {
         }
     }
 
+    /// What a reader that has just read the chat document adds to it: the log's queued messages,
+    /// and the newest message of its recent window, since the writer may have moved that one from
+    /// the queue to the store after the document was read, and then neither read would show it.
+    async fn queued_since_read(&self, chat_id: &str) -> ChatResult<Vec<Message>> {
+        let mut queued = self.engine.log.pending(chat_id).await?;
+        let newest = Window::Before { before: None, limit: 1 };
+        if let Some(newest) = self.engine.log.recent(chat_id, newest).await?.and_then(|m| m.into_iter().last()) {
+            if queued.last().is_none_or(|q| q.seq < newest.seq) {
+                queued.push(newest);
+            }
+        }
+        Ok(queued)
+    }
+
     /// The caller's read cursor, counting their own queued messages (sending moves it).
     async fn effective_read_seq(&self, chat_id: &str, user: &str, pending: &[Message]) -> ChatResult<u64> {
         let stored = self.store.read_cursor(chat_id, user).await?;
@@ -618,15 +626,7 @@ impl ChatService {
     }
 
     async fn view(&self, viewer: &str, chat: Chat, courses: &mut HashMap<String, CourseRef>) -> ChatResult<ChatView> {
-        let mut pending = self.engine.log.pending(&chat.id).await?;
-        // The newest message from the log's recent window too: the writer may have moved it from
-        // the queue to the store after `chat` was read, and then neither read would show it.
-        let newest = Window::Before { before: None, limit: 1 };
-        if let Some(newest) = self.engine.log.recent(&chat.id, newest).await?.and_then(|m| m.into_iter().last()) {
-            if pending.last().is_none_or(|p| p.seq < newest.seq) {
-                pending.push(newest);
-            }
-        }
+        let pending = self.queued_since_read(&chat.id).await?;
         let read_seq = self.effective_read_seq(&chat.id, viewer, &pending).await?;
         let (last_seq, updated_at, last_message) = match pending.last().cloned().filter(|m| m.seq > chat.last_seq) {
             Some(m) => (m.seq, m.created_at, Some(m)),
@@ -711,13 +711,4 @@ fn check_name(name: &str) -> ChatResult<()> {
         return Err(ChatError::InvalidPayload("names and titles are 1..200 characters of text".into()));
     }
     Ok(())
-}
-
-/// Stored messages and pending ones, one copy per seq, ascending.
-fn merge(stored: Vec<Message>, pending: impl Iterator<Item = Message>) -> Vec<Message> {
-    let mut by_seq: BTreeMap<u64, Message> = stored.into_iter().map(|m| (m.seq, m)).collect();
-    for m in pending {
-        by_seq.entry(m.seq).or_insert(m);
-    }
-    by_seq.into_values().collect()
 }

@@ -44,6 +44,44 @@ impl EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
+impl From<crate::store::StoreError> for EngineError {
+    fn from(e: crate::store::StoreError) -> Self {
+        EngineError::Unavailable(format!("store: {e}"))
+    }
+}
+
+/// Stored messages and queued ones, one copy per seq, ascending.
+pub fn merge_by_seq(stored: Vec<Message>, queued: impl IntoIterator<Item = Message>) -> Vec<Message> {
+    let mut by_seq: std::collections::BTreeMap<u64, Message> = stored.into_iter().map(|m| (m.seq, m)).collect();
+    for m in queued {
+        by_seq.entry(m.seq).or_insert(m);
+    }
+    by_seq.into_values().collect()
+}
+
+/// The oldest `limit` messages of a chat with seq > `after`, ascending: from the log's recent
+/// window when it holds them all, else the store merged with the log's queue. The queue is read
+/// first, so a message the writer moves from one to the other in between is still seen.
+pub async fn messages_after<E>(
+    log: &dyn MessageLog,
+    store: &dyn crate::store::Store,
+    chat_id: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Message>, E>
+where
+    E: From<EngineError> + From<crate::store::StoreError>,
+{
+    if let Some(recent) = log.recent(chat_id, Window::After { after, limit }).await? {
+        return Ok(recent);
+    }
+    let pending = log.pending(chat_id).await?;
+    let stored = store.messages_after(chat_id, after, limit).await?;
+    let mut all = merge_by_seq(stored, pending.into_iter().filter(|m| m.seq > after));
+    all.truncate(limit);
+    Ok(all)
+}
+
 /// A message to append; the log assigns its id, seq and createdAt.
 #[derive(Debug, Clone)]
 pub struct AppendRequest {

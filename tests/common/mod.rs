@@ -163,7 +163,11 @@ fn test_redis_prefix() -> Option<String> {
     if std::env::var("CHAT_TEST_ENGINE").ok().as_deref() != Some("redis") {
         return None;
     }
-    Some(format!("cctest-{:08x}{:08x}:", rand_u32(), rand_u32()))
+    Some(new_redis_prefix())
+}
+
+fn new_redis_prefix() -> String {
+    format!("cctest-{:08x}{:08x}:", rand_u32(), rand_u32())
 }
 
 /// Deletes every key under `prefix`.
@@ -180,7 +184,7 @@ pub struct RedisPrefix(pub String);
 
 impl RedisPrefix {
     pub fn new() -> Self {
-        RedisPrefix(format!("cctest-{:08x}{:08x}:", rand_u32(), rand_u32()))
+        RedisPrefix(new_redis_prefix())
     }
 }
 

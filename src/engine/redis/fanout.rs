@@ -34,7 +34,7 @@ use super::presence::RedisPresence;
 use super::{unavailable, Redis};
 use crate::chat::model::Message;
 use crate::engine::memory::directory::CachedDirectory;
-use crate::engine::{Bus, EngineResult, MessageLog, Presenter, Topic, Window};
+use crate::engine::{messages_after, Bus, EngineError, EngineResult, Presenter, Topic};
 use crate::events::message_received_frame;
 use crate::hub::{Delivery, Hub, SocketId, Target};
 use crate::store::Store;
@@ -297,7 +297,8 @@ impl Fanout {
     /// Delivers to `user`'s sockets the messages of `chat_id` after `last` (and before `until`),
     /// which pub/sub lost.
     async fn catch_up(&self, user: &str, chat_id: &str, last: u64, until: Option<u64>) {
-        let missed = match self.messages_after(chat_id, last).await {
+        let read = messages_after::<EngineError>(self.log.as_ref(), self.store.as_ref(), chat_id, last, CATCH_UP_LIMIT);
+        let missed = match read.await {
             Ok(missed) => missed,
             Err(e) => {
                 tracing::warn!(error = %e, chat_id, "could not fill a gap in the fan-out");
@@ -325,20 +326,6 @@ impl Fanout {
             self.hub.deliver(&Delivery { target: Target::Users(vec![user.to_owned()]), except: None, frame });
             self.note_seen(user, chat_id, seq, true);
         }
-    }
-
-    async fn messages_after(&self, chat_id: &str, after: u64) -> EngineResult<Vec<Message>> {
-        let window = Window::After { after, limit: CATCH_UP_LIMIT };
-        if let Some(found) = self.log.recent(chat_id, window).await? {
-            return Ok(found);
-        }
-        let pending = self.log.pending(chat_id).await?;
-        let stored = self.store.messages_after(chat_id, after, CATCH_UP_LIMIT).await.map_err(unavailable)?;
-        let mut by_seq: std::collections::BTreeMap<u64, Message> = stored.into_iter().map(|m| (m.seq, m)).collect();
-        for m in pending.into_iter().filter(|m| m.seq > after) {
-            by_seq.entry(m.seq).or_insert(m);
-        }
-        Ok(by_seq.into_values().take(CATCH_UP_LIMIT).collect())
     }
 }
 
