@@ -261,7 +261,9 @@ impl RedisLog {
     async fn read_group(&self, max: usize, wait: Option<Duration>, own_pending: bool) -> EngineResult<Vec<Queued>> {
         let shards = self.redis.keys.shards();
         let mut read = redis::cmd("XREADGROUP");
-        read.arg("GROUP").arg(GROUP).arg(&self.consumer).arg("COUNT").arg(max);
+        // COUNT is per stream: a read returns about `max` entries in all, the writer's batch size.
+        let per_stream = max.div_ceil(shards as usize).max(1);
+        read.arg("GROUP").arg(GROUP).arg(&self.consumer).arg("COUNT").arg(per_stream);
         // The multiplexed connection gives up on an answer after 500 ms: block for less.
         let wait = wait.map(|w| w.min(MAX_BLOCK));
         if let Some(wait) = wait {
@@ -289,7 +291,6 @@ impl RedisLog {
                 }
             }
         }
-        out.truncate(max.max(1) * shards as usize);
         Ok(out)
     }
 }
