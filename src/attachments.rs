@@ -13,7 +13,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::time::Timestamp;
+use crate::model::time::Timestamp;
 
 /// The contract's default allowlist.
 pub const DEFAULT_TYPES: [&str; 6] =

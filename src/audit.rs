@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::time::Timestamp;
+use crate::model::time::Timestamp;
 
 const QUEUE_BOUND: usize = 8192;
 

@@ -6,11 +6,17 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::chat::ids::is_valid_user_id;
-use crate::chat::model::Role;
-use crate::chat::Caller;
 use crate::error::ErrorCode;
-use crate::time::Timestamp;
+use crate::model::ids::is_valid_user_id;
+use crate::model::{Role, Timestamp};
+
+/// The authenticated user an action is taken for (from their JWT).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+    pub role: Role,
+    pub name: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use crate::chat::ids::new_object_id;
-use crate::chat::model::{Chat, Course, Enrollment, Role, User};
+use crate::model::ids::new_object_id;
+use crate::model::time::Timestamp;
+use crate::model::{Chat, Course, Enrollment, Role, User};
 use crate::store::{Store, StoreResult};
-use crate::time::Timestamp;
 
 pub const COURSE_ID: &str = "rust-101";
 pub const COURSE_TITLE: &str = "Rust from Zero";

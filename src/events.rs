@@ -8,8 +8,8 @@ use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::chat::model::MessageType;
 use crate::error::{ErrorBody, ErrorCode};
+use crate::model::MessageType;
 use crate::protocol::socketio::encode_frame;
 use crate::protocol::SioKind;
 

@@ -27,8 +27,8 @@ use crate::http::StaticFiles;
 use crate::hub::Hub;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::mongo::MongoStore;
-use crate::store::writer::{StoreHealth, Writer};
 use crate::store::Store;
+use crate::writer::{StoreHealth, Writer};
 
 /// What every request and socket of this node shares.
 pub struct AppState {
@@ -173,7 +173,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let signer = Arc::new(url_signer(&config, demo_secret.as_deref())?);
     let presenter: crate::engine::Presenter = {
         let signer = signer.clone();
-        Arc::new(move |m: &mut crate::chat::model::Message| {
+        Arc::new(move |m: &mut crate::model::Message| {
             if let Some(a) = m.attachment.as_mut() {
                 a.url = signer.url(&a.id);
             }
@@ -353,7 +353,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, closing: watch
                         tracing::debug!(%peer, error = %e, "http connection ended");
                     }
                 }
-                _ = flagged(&mut closing) => {
+                _ = crate::shutdown::flagged(&mut closing) => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
@@ -361,10 +361,4 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, closing: watch
         });
     }
     connections
-}
-
-/// Resolves once the flag turns true (drain, stop). The guard `wait_for` returns is dropped here,
-/// so callers can await across it.
-pub async fn flagged(flag: &mut watch::Receiver<bool>) {
-    let _ = flag.wait_for(|set| *set).await;
 }

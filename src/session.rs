@@ -26,9 +26,9 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, Caller, Identity};
 use crate::chat::service::Draft;
-use crate::chat::{Caller, ChatError};
+use crate::chat::ChatError;
 use crate::engine::Topic;
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{ack_err, ack_ok, connect_error, connect_error_in, decode_client_event, error_event, ClientEvent};
@@ -204,7 +204,7 @@ impl Session {
             };
             let flow = tokio::select! {
                 biased;
-                _ = crate::server::flagged(&mut drain) => Flow::End(End::Drain),
+                _ = crate::shutdown::flagged(&mut drain) => Flow::End(End::Drain),
                 _ = slow => Flow::End(End::SlowConsumer),
                 (reader, result) = &mut read => {
                     read = read_next(reader);
@@ -564,7 +564,7 @@ impl Session {
                 let message = service.send(&c.caller, draft, Some(c.handle.id)).await?;
                 #[derive(Serialize)]
                 struct Sent<'a> {
-                    message: &'a crate::chat::model::Message,
+                    message: &'a crate::model::Message,
                 }
                 Reply::json(&Sent { message: &message })
             }
@@ -667,7 +667,7 @@ impl Reply {
 /// clock leeway, the same rule that admitted the token at CONNECT, so a token is never accepted
 /// and cut off in the same instant.
 fn expiry_instant(exp: u64, leeway_secs: u64) -> Instant {
-    let now_ms = crate::time::Timestamp::now().millis().max(0) as u64;
+    let now_ms = crate::model::time::Timestamp::now().millis().max(0) as u64;
     let left = ((exp + leeway_secs) * 1000).saturating_sub(now_ms);
     Instant::now() + std::time::Duration::from_millis(left)
 }

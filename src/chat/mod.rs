@@ -4,8 +4,6 @@
 //! error enum, for both.
 
 pub mod content;
-pub mod ids;
-pub mod model;
 pub mod service;
 pub mod views;
 
@@ -14,15 +12,6 @@ use std::time::Duration;
 use crate::engine::EngineError;
 use crate::error::{ErrorBody, ErrorCode};
 use crate::store::StoreError;
-use model::Role;
-
-/// The authenticated user an action is taken for (from their JWT).
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user_id: String,
-    pub role: Role,
-    pub name: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {

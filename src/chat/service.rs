@@ -10,18 +10,19 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::content::{check_client_msg_id, check_content};
-use super::ids::{is_object_id, is_valid_user_id, new_object_id};
-use super::model::{
-    Attachment, Block, Chat, Course, Enrollment, Message, MessageType, Role, SenderType, StoredAttachment, User,
-};
 use super::views::{ChatView, Contact, CourseRef, MessagePage, Participant};
-use super::{Caller, ChatError, ChatResult};
+use super::{ChatError, ChatResult};
 use crate::attachments::UrlSigner;
+use crate::auth::Caller;
 use crate::engine::{merge_by_seq, messages_after, AppendRequest, Engine, Invalidation, Notice, Window};
 use crate::events::event_frame;
 use crate::hub::{Delivery, SocketId, Target};
+use crate::model::ids::{is_object_id, is_valid_user_id, new_object_id};
+use crate::model::time::Timestamp;
+use crate::model::{
+    Attachment, Block, Chat, Course, Enrollment, Message, MessageType, Role, SenderType, StoredAttachment, User,
+};
 use crate::store::Store;
-use crate::time::Timestamp;
 
 /// The limits the rules enforce (CONTRACT "Limits"; all configurable).
 #[derive(Debug, Clone)]

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::model::{Message, Role};
-use crate::time::Timestamp;
+use crate::model::time::Timestamp;
+use crate::model::{Message, Role};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CourseRef {

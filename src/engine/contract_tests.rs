@@ -9,8 +9,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::chat::ids::new_object_id;
 use crate::hub::{Hub, SocketHandle};
+use crate::model::ids::new_object_id;
 
 fn request(chat: &str, sender: &str, cmid: &str, recipients: &[&str]) -> AppendRequest {
     AppendRequest {

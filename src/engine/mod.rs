@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::chat::model::{Attachment, Chat, Course, Message, MessageType, SenderType};
 use crate::error::ErrorCode;
 use crate::hub::{Delivery, SocketId};
-use crate::time::Timestamp;
+use crate::model::time::Timestamp;
+use crate::model::{Attachment, Chat, Course, Message, MessageType, SenderType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

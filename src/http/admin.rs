@@ -4,7 +4,7 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{json, no_content, ApiResult, Ctx};
-use crate::chat::model::{Course, Enrollment, Role, User};
+use crate::model::{Course, Enrollment, Role, User};
 
 #[derive(Deserialize)]
 struct UserBody {

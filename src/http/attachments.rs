@@ -10,8 +10,8 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use super::{json, ApiError, ApiResult, Ctx};
-use crate::chat::model::Attachment;
 use crate::error::ErrorCode;
+use crate::model::Attachment;
 
 #[derive(Serialize)]
 struct Uploaded {

@@ -9,7 +9,7 @@ use crate::error::ErrorCode;
 
 #[derive(Serialize)]
 struct Users {
-    users: Vec<crate::chat::model::User>,
+    users: Vec<crate::model::User>,
 }
 
 pub async fn users(_ctx: &mut Ctx) -> ApiResult {

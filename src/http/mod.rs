@@ -28,7 +28,7 @@ use serde::Serialize;
 pub use error::ApiError;
 pub use static_files::StaticFiles;
 
-use crate::chat::Caller;
+use crate::auth::Caller;
 use crate::error::ErrorCode;
 use crate::server::AppState;
 

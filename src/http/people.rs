@@ -4,8 +4,8 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{json, no_content, ApiResult, Ctx};
-use crate::chat::model::Block;
 use crate::chat::views::Contact;
+use crate::model::Block;
 
 #[derive(Serialize)]
 struct Tutors {

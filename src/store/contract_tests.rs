@@ -4,9 +4,9 @@
 //! with itself and other tests.
 
 use super::Store;
-use crate::chat::ids::new_object_id;
-use crate::chat::model::{Chat, Course, Enrollment, Message, MessageType, Role, SenderType, StoredAttachment, User};
-use crate::time::Timestamp;
+use crate::model::ids::new_object_id;
+use crate::model::time::Timestamp;
+use crate::model::{Chat, Course, Enrollment, Message, MessageType, Role, SenderType, StoredAttachment, User};
 
 fn prefix() -> String {
     format!("t{}", &new_object_id()[16..])

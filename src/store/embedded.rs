@@ -18,9 +18,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{ChatCreation, Store, StoreError, StoreResult};
-use crate::chat::model::{Block, Chat, Course, Enrollment, Message, StoredAttachment, User};
 use crate::group_commit::GroupCommit;
-use crate::time::Timestamp;
+use crate::model::time::Timestamp;
+use crate::model::{Block, Chat, Course, Enrollment, Message, StoredAttachment, User};
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const COURSES: TableDefinition<&str, &[u8]> = TableDefinition::new("courses");
@@ -497,7 +497,7 @@ mod tests {
         {
             let store = EmbeddedStore::open(dir.path()).unwrap();
             store
-                .put_user(&User { id: "u1".into(), name: "Ann".into(), role: crate::chat::model::Role::User })
+                .put_user(&User { id: "u1".into(), name: "Ann".into(), role: crate::model::Role::User })
                 .await
                 .unwrap();
         }

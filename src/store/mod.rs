@@ -8,16 +8,15 @@
 
 pub mod embedded;
 pub mod mongo;
-pub mod writer;
 
 #[cfg(test)]
 pub mod contract_tests;
 
 use async_trait::async_trait;
 
-use crate::chat::model::{Block, Chat, Course, Enrollment, Message, StoredAttachment, User};
 use crate::error::ErrorCode;
-use crate::time::Timestamp;
+use crate::model::time::Timestamp;
+use crate::model::{Block, Chat, Course, Enrollment, Message, StoredAttachment, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

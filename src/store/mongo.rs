@@ -22,10 +22,10 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use super::{ChatCreation, Store, StoreError, StoreResult};
-use crate::chat::model::{
+use crate::model::time::Timestamp;
+use crate::model::{
     Attachment, Block, Chat, Course, Enrollment, Message, MessageType, Role, SenderType, StoredAttachment, User,
 };
-use crate::time::Timestamp;
 
 /// The longest any single store operation may take before the caller answers `unavailable`.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(4);

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::chat::model::{Chat, Course};
 use crate::engine::{Directory, EngineError, EngineResult, Invalidation};
+use crate::model::{Chat, Course};
 use crate::store::{Store, StoreError};
 
 /// Where the cache reads what it does not hold.

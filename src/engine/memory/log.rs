@@ -19,13 +19,13 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::Notify;
 
-use crate::chat::ids::new_object_id;
-use crate::chat::model::Message;
 use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued};
 use crate::events::message_received_frame;
 use crate::group_commit::GroupCommit;
 use crate::hub::{Delivery, Hub, Target};
-use crate::time::Timestamp;
+use crate::model::ids::new_object_id;
+use crate::model::time::Timestamp;
+use crate::model::Message;
 
 /// chat → last seq assigned.
 const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");

@@ -134,7 +134,7 @@ mod tests {
     #[tokio::test]
     async fn queued_messages_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let chat = crate::chat::ids::new_object_id();
+        let chat = crate::model::ids::new_object_id();
         {
             let log =
                 log::MemoryLog::open(dir.path(), Hub::new(), Duration::from_secs(3600), Arc::new(|_| {})).unwrap();
@@ -142,7 +142,7 @@ mod tests {
                 let req = crate::engine::AppendRequest {
                     chat_id: chat.clone(),
                     sender_id: "s".into(),
-                    sender_type: crate::chat::model::SenderType::User,
+                    sender_type: crate::model::SenderType::User,
                     kind: Default::default(),
                     content: "x".into(),
                     attachment: None,

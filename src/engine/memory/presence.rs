@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::engine::{EngineResult, Notice, Presence, Typing};
 use crate::hub::SocketId;
-use crate::time::Timestamp;
+use crate::model::time::Timestamp;
 
 struct PresenceEntry {
     sockets: u32,

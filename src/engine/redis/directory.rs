@@ -10,9 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::Redis;
-use crate::chat::model::{Chat, Course};
 use crate::engine::memory::directory::{CachedDirectory, Lookups};
 use crate::engine::{Directory, EngineResult, Invalidation};
+use crate::model::{Chat, Course};
 use crate::store::{Store, StoreError};
 
 /// How long an entry lives in the Redis cache without an invalidation.

@@ -32,11 +32,11 @@ use super::keys::Channel;
 use super::log::RedisLog;
 use super::presence::RedisPresence;
 use super::{unavailable, Redis};
-use crate::chat::model::Message;
 use crate::engine::memory::directory::CachedDirectory;
 use crate::engine::{messages_after, Bus, EngineError, EngineResult, Presenter, Topic};
 use crate::events::message_received_frame;
 use crate::hub::{Delivery, Hub, SocketId, Target};
+use crate::model::Message;
 use crate::store::Store;
 
 /// How often the subscriber connection is pinged; no answer within the Redis timeout means it

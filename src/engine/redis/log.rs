@@ -18,11 +18,11 @@ use redis::{Script, Value};
 use tokio::time::Instant;
 
 use super::{unavailable, Redis, RedisOptions};
-use crate::chat::ids::new_object_id;
-use crate::chat::model::Message;
 use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued, Window};
+use crate::model::ids::new_object_id;
+use crate::model::time::Timestamp;
+use crate::model::Message;
 use crate::store::Store;
-use crate::time::Timestamp;
 
 const GROUP: &str = "writers";
 /// An entry another consumer has held this long without releasing it is claimed (its node died,

@@ -312,7 +312,7 @@ pub mod testing {
     }
 
     pub fn prefix() -> String {
-        format!("cctest-{}:", crate::chat::ids::new_object_id())
+        format!("cctest-{}:", crate::model::ids::new_object_id())
     }
 
     /// A fresh prefix, and the guard that removes its keys.
@@ -406,9 +406,9 @@ mod tests {
         let (engine, _notices, tasks) = start(options, Hub::new(), store, fast(), Arc::new(|_| {})).await.unwrap();
         let started = std::time::Instant::now();
         let req = AppendRequest {
-            chat_id: crate::chat::ids::new_object_id(),
+            chat_id: crate::model::ids::new_object_id(),
             sender_id: "s".into(),
-            sender_type: crate::chat::model::SenderType::User,
+            sender_type: crate::model::SenderType::User,
             kind: Default::default(),
             content: "x".into(),
             attachment: None,
@@ -455,7 +455,7 @@ mod tests {
         let (prefix, _guard) = testing::isolated();
         let mut a = node(&prefix, "a").await;
         let mut b = node(&prefix, "b").await;
-        let user = crate::chat::ids::new_object_id();
+        let user = crate::model::ids::new_object_id();
         assert!(a.engine.presence.connected(&user).await.unwrap());
         assert!(!b.engine.presence.connected(&user).await.unwrap(), "a second device on another node");
         a.engine.presence.disconnected(&user).await.unwrap();
@@ -514,7 +514,7 @@ mod tests {
         let (prefix, _guard) = testing::isolated();
         let a = node(&prefix, "a").await;
         let mut b = node(&prefix, "b").await;
-        let user = crate::chat::ids::new_object_id();
+        let user = crate::model::ids::new_object_id();
         assert!(a.engine.presence.connected(&user).await.unwrap());
         a.tasks.abort(); // node a stops beating without a goodbye
         let started = std::time::Instant::now();
@@ -535,13 +535,13 @@ mod tests {
         let (b, _nb, tb) =
             start(testing::options(&prefix, "b"), Hub::new(), store.clone(), fast(), Arc::new(|_| {})).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await; // subscribers connected
-        let user = crate::chat::ids::new_object_id();
+        let user = crate::model::ids::new_object_id();
         // Node b caches "not enrolled", locally and in Redis.
         assert!(!b.directory.is_enrolled(&user, "c1").await.unwrap());
-        let enrollment = crate::chat::model::Enrollment {
+        let enrollment = crate::model::Enrollment {
             user_id: user.clone(),
             course_id: "c1".into(),
-            purchased_at: crate::time::Timestamp::now(),
+            purchased_at: crate::model::time::Timestamp::now(),
         };
         store.put_enrollment(&enrollment).await.unwrap();
         a.directory.invalidate(Invalidation::Enrollment { user: user.clone(), course: "c1".into() }).await.unwrap();

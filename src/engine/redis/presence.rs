@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::Redis;
 use crate::engine::{EngineResult, MessageLog, Notice, Presence, Timings, Typing};
 use crate::hub::{Hub, SocketId};
-use crate::time::Timestamp;
+use crate::model::time::Timestamp;
 
 static CONNECTED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/connected.lua")));
 static DISCONNECTED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/disconnected.lua")));

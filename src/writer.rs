@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::Store;
 use crate::engine::MessageLog;
+use crate::store::Store;
 
 /// Whether the last store write succeeded (`/readyz` reports `store:"degraded"` otherwise).
 #[derive(Default)]
@@ -54,7 +54,7 @@ impl Writer {
                 return;
             }
             let step = tokio::select! {
-                _ = crate::server::flagged(&mut stop) => return,
+                _ = crate::shutdown::flagged(&mut stop) => return,
                 step = self.step(IDLE_WAIT) => step,
             };
             match step {
@@ -62,14 +62,14 @@ impl Writer {
                     backoff = BACKOFF_MIN;
                     if n > 0 && n < self.batch && !self.flush_interval.is_zero() {
                         tokio::select! {
-                            _ = crate::server::flagged(&mut stop) => return,
+                            _ = crate::shutdown::flagged(&mut stop) => return,
                             _ = tokio::time::sleep(self.flush_interval) => {}
                         }
                     }
                 }
                 Err(()) => {
                     tokio::select! {
-                        _ = crate::server::flagged(&mut stop) => return,
+                        _ = crate::shutdown::flagged(&mut stop) => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
