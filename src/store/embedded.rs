@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{ChatCreation, Store, StoreError, StoreResult};
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{CommitFailed, GroupCommit};
 use crate::model::time::Timestamp;
 use crate::model::{Block, Chat, Course, Enrollment, Message, StoredAttachment, User};
 
@@ -105,6 +105,20 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
 /// Decoding inside a write job, where errors must be `redb::Error` to abort the transaction.
 fn decode_in_txn<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
     serde_json::from_slice(bytes).map_err(|e| redb::Error::Corrupted(e.to_string()))
+}
+
+// redb's errors, and the group writer's, are this store's business: `store/mod.rs` knows neither.
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl From<CommitFailed> for StoreError {
+    fn from(e: CommitFailed) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
 }
 
 macro_rules! from_redb {

@@ -2,9 +2,11 @@
 //! blocks, chats, read cursors).
 //!
 //! Two implementations sit behind [`Store`]: [`embedded::EmbeddedStore`] (redb in the data dir,
-//! the default) and, later, MongoDB. Messages never reach the store from a request: the engine's
-//! durable queue takes them and [`writer`] persists them in batches (write-behind), so a store
-//! outage delays history, never a send. Everything else is written through.
+//! the default) and [`mongo::MongoStore`] (a MongoDB that several nodes share). Both run the one
+//! suite in `contract_tests`. Messages never reach the store from a request: the engine's durable
+//! queue takes them and the write-behind writer (`src/writer.rs`, outside this module) persists
+//! them in batches, so a store outage delays history, never a send. Everything else is written
+//! through.
 
 pub mod embedded;
 pub mod mongo;
@@ -31,18 +33,6 @@ pub enum StoreError {
 impl StoreError {
     pub fn code(&self) -> ErrorCode {
         ErrorCode::Unavailable
-    }
-}
-
-impl From<redb::Error> for StoreError {
-    fn from(e: redb::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
-}
-
-impl From<crate::group_commit::CommitFailed> for StoreError {
-    fn from(e: crate::group_commit::CommitFailed) -> Self {
-        StoreError::Unavailable(e.to_string())
     }
 }
 
