@@ -75,6 +75,14 @@ impl EmbeddedStore {
         let txn = self.db.begin_read().map_err(redb::Error::from)?;
         f(&txn)
     }
+
+    /// Runs `f` as one job of the group writer: answered once its commit is durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+    ) -> StoreResult<T> {
+        Ok(self.writer.write(f).await?)
+    }
 }
 
 fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
@@ -147,13 +155,11 @@ impl Store for EmbeddedStore {
 
     async fn put_user(&self, user: &User) -> StoreResult<()> {
         let user = user.clone();
-        Ok(self
-            .writer
-            .write(move |txn| {
-                txn.open_table(USERS)?.insert(user.id.as_str(), encode(&user).as_slice())?;
-                Ok(())
-            })
-            .await?)
+        self.write(move |txn| {
+            txn.open_table(USERS)?.insert(user.id.as_str(), encode(&user).as_slice())?;
+            Ok(())
+        })
+        .await
     }
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
@@ -165,24 +171,22 @@ impl Store for EmbeddedStore {
 
     async fn put_course(&self, course: &Course) -> StoreResult<()> {
         let course = course.clone();
-        Ok(self
-            .writer
-            .write(move |txn| {
-                let mut courses = txn.open_table(COURSES)?;
-                let mut tutor_index = txn.open_table(TUTOR_COURSES)?;
-                if let Some(old) = courses.get(course.id.as_str())? {
-                    let old: Course = decode_in_txn(old.value())?;
-                    for tutor in &old.tutor_ids {
-                        tutor_index.remove((tutor.as_str(), course.id.as_str()))?;
-                    }
+        self.write(move |txn| {
+            let mut courses = txn.open_table(COURSES)?;
+            let mut tutor_index = txn.open_table(TUTOR_COURSES)?;
+            if let Some(old) = courses.get(course.id.as_str())? {
+                let old: Course = decode_in_txn(old.value())?;
+                for tutor in &old.tutor_ids {
+                    tutor_index.remove((tutor.as_str(), course.id.as_str()))?;
                 }
-                for tutor in &course.tutor_ids {
-                    tutor_index.insert((tutor.as_str(), course.id.as_str()), ())?;
-                }
-                courses.insert(course.id.as_str(), encode(&course).as_slice())?;
-                Ok(())
-            })
-            .await?)
+            }
+            for tutor in &course.tutor_ids {
+                tutor_index.insert((tutor.as_str(), course.id.as_str()), ())?;
+            }
+            courses.insert(course.id.as_str(), encode(&course).as_slice())?;
+            Ok(())
+        })
+        .await
     }
 
     async fn course(&self, id: &str) -> StoreResult<Option<Course>> {
@@ -210,31 +214,27 @@ impl Store for EmbeddedStore {
 
     async fn put_enrollment(&self, enrollment: &Enrollment) -> StoreResult<Enrollment> {
         let e = enrollment.clone();
-        Ok(self
-            .writer
-            .write(move |txn| {
-                let mut table = txn.open_table(ENROLLMENTS)?;
-                let key = (e.user_id.as_str(), e.course_id.as_str());
-                if let Some(existing) = table.get(key)? {
-                    return decode_in_txn(existing.value());
-                }
-                table.insert(key, encode(&e).as_slice())?;
-                txn.open_table(COURSE_STUDENTS)?.insert((e.course_id.as_str(), e.user_id.as_str()), ())?;
-                Ok(e)
-            })
-            .await?)
+        self.write(move |txn| {
+            let mut table = txn.open_table(ENROLLMENTS)?;
+            let key = (e.user_id.as_str(), e.course_id.as_str());
+            if let Some(existing) = table.get(key)? {
+                return decode_in_txn(existing.value());
+            }
+            table.insert(key, encode(&e).as_slice())?;
+            txn.open_table(COURSE_STUDENTS)?.insert((e.course_id.as_str(), e.user_id.as_str()), ())?;
+            Ok(e)
+        })
+        .await
     }
 
     async fn delete_enrollment(&self, user_id: &str, course_id: &str) -> StoreResult<bool> {
         let (user, course) = (user_id.to_owned(), course_id.to_owned());
-        Ok(self
-            .writer
-            .write(move |txn| {
-                let existed = txn.open_table(ENROLLMENTS)?.remove((user.as_str(), course.as_str()))?.is_some();
-                txn.open_table(COURSE_STUDENTS)?.remove((course.as_str(), user.as_str()))?;
-                Ok(existed)
-            })
-            .await?)
+        self.write(move |txn| {
+            let existed = txn.open_table(ENROLLMENTS)?.remove((user.as_str(), course.as_str()))?.is_some();
+            txn.open_table(COURSE_STUDENTS)?.remove((course.as_str(), user.as_str()))?;
+            Ok(existed)
+        })
+        .await
     }
 
     async fn enrollment(&self, user_id: &str, course_id: &str) -> StoreResult<Option<Enrollment>> {
@@ -273,27 +273,22 @@ impl Store for EmbeddedStore {
 
     async fn put_block(&self, blocker: &str, blocked: &str, at: Timestamp) -> StoreResult<(Block, bool)> {
         let (blocker, blocked) = (blocker.to_owned(), blocked.to_owned());
-        Ok(self
-            .writer
-            .write(move |txn| {
-                let mut table = txn.open_table(BLOCKS)?;
-                let key = (blocker.as_str(), blocked.as_str());
-                if let Some(existing) = table.get(key)? {
-                    let block = Block { user_id: blocked.clone(), created_at: Timestamp(existing.value()) };
-                    return Ok((block, false));
-                }
-                table.insert(key, at.millis())?;
-                Ok((Block { user_id: blocked.clone(), created_at: at }, true))
-            })
-            .await?)
+        self.write(move |txn| {
+            let mut table = txn.open_table(BLOCKS)?;
+            let key = (blocker.as_str(), blocked.as_str());
+            if let Some(existing) = table.get(key)? {
+                let block = Block { user_id: blocked.clone(), created_at: Timestamp(existing.value()) };
+                return Ok((block, false));
+            }
+            table.insert(key, at.millis())?;
+            Ok((Block { user_id: blocked.clone(), created_at: at }, true))
+        })
+        .await
     }
 
     async fn delete_block(&self, blocker: &str, blocked: &str) -> StoreResult<bool> {
         let (blocker, blocked) = (blocker.to_owned(), blocked.to_owned());
-        Ok(self
-            .writer
-            .write(move |txn| Ok(txn.open_table(BLOCKS)?.remove((blocker.as_str(), blocked.as_str()))?.is_some()))
-            .await?)
+        self.write(move |txn| Ok(txn.open_table(BLOCKS)?.remove((blocker.as_str(), blocked.as_str()))?.is_some())).await
     }
 
     async fn blocks(&self, blocker: &str) -> StoreResult<Vec<Block>> {
@@ -314,27 +309,25 @@ impl Store for EmbeddedStore {
 
     async fn create_chat(&self, chat: &Chat) -> StoreResult<ChatCreation> {
         let chat = chat.clone();
-        Ok(self
-            .writer
-            .write(move |txn| {
-                let mut keys = txn.open_table(CHAT_KEYS)?;
-                let mut chats = txn.open_table(CHATS)?;
-                let key = (chat.student_id.as_str(), chat.tutor_id.as_str(), chat.course_id.as_str());
-                let existing_id = keys.get(key)?.map(|id| id.value().to_owned());
-                if let Some(id) = existing_id {
-                    if let Some(existing) = chats.get(id.as_str())? {
-                        return Ok(ChatCreation { chat: decode_in_txn(existing.value())?, created: false });
-                    }
+        self.write(move |txn| {
+            let mut keys = txn.open_table(CHAT_KEYS)?;
+            let mut chats = txn.open_table(CHATS)?;
+            let key = (chat.student_id.as_str(), chat.tutor_id.as_str(), chat.course_id.as_str());
+            let existing_id = keys.get(key)?.map(|id| id.value().to_owned());
+            if let Some(id) = existing_id {
+                if let Some(existing) = chats.get(id.as_str())? {
+                    return Ok(ChatCreation { chat: decode_in_txn(existing.value())?, created: false });
                 }
-                keys.insert(key, chat.id.as_str())?;
-                chats.insert(chat.id.as_str(), encode(&chat).as_slice())?;
-                let mut by_user = txn.open_table(USER_CHATS)?;
-                for user in chat.participants() {
-                    by_user.insert((user, chat.id.as_str()), ())?;
-                }
-                Ok(ChatCreation { chat, created: true })
-            })
-            .await?)
+            }
+            keys.insert(key, chat.id.as_str())?;
+            chats.insert(chat.id.as_str(), encode(&chat).as_slice())?;
+            let mut by_user = txn.open_table(USER_CHATS)?;
+            for user in chat.participants() {
+                by_user.insert((user, chat.id.as_str()), ())?;
+            }
+            Ok(ChatCreation { chat, created: true })
+        })
+        .await
     }
 
     async fn chat(&self, id: &str) -> StoreResult<Option<Chat>> {
@@ -361,20 +354,18 @@ impl Store for EmbeddedStore {
 
     async fn advance_read_cursor(&self, chat_id: &str, user_id: &str, seq: u64) -> StoreResult<u64> {
         let (chat, user) = (chat_id.to_owned(), user_id.to_owned());
-        Ok(self
-            .writer
-            .write(move |txn| {
-                let mut table = txn.open_table(READ_CURSORS)?;
-                let key = (chat.as_str(), user.as_str());
-                let current = table.get(key)?.map(|v| v.value()).unwrap_or(0);
-                if seq > current {
-                    table.insert(key, seq)?;
-                    Ok(seq)
-                } else {
-                    Ok(current)
-                }
-            })
-            .await?)
+        self.write(move |txn| {
+            let mut table = txn.open_table(READ_CURSORS)?;
+            let key = (chat.as_str(), user.as_str());
+            let current = table.get(key)?.map(|v| v.value()).unwrap_or(0);
+            if seq > current {
+                table.insert(key, seq)?;
+                Ok(seq)
+            } else {
+                Ok(current)
+            }
+        })
+        .await
     }
 
     async fn read_cursor(&self, chat_id: &str, user_id: &str) -> StoreResult<u64> {
@@ -383,45 +374,43 @@ impl Store for EmbeddedStore {
 
     async fn persist_messages(&self, batch: &[Message]) -> StoreResult<()> {
         let batch = batch.to_vec();
-        Ok(self
-            .writer
-            .write(move |txn| {
-                let mut messages = txn.open_table(MESSAGES)?;
-                let mut cursors = txn.open_table(READ_CURSORS)?;
-                let mut chats = txn.open_table(CHATS)?;
-                // The newest message of each chat in this batch, to update its chat once.
-                let mut newest: Vec<&Message> = Vec::new();
-                for m in &batch {
-                    let key = (m.chat_id.as_str(), m.seq);
-                    if messages.get(key)?.is_none() {
-                        messages.insert(key, encode(m).as_slice())?;
-                    }
-                    let cursor_key = (m.chat_id.as_str(), m.sender_id.as_str());
-                    let cursor = cursors.get(cursor_key)?.map(|v| v.value()).unwrap_or(0);
-                    if m.seq > cursor {
-                        cursors.insert(cursor_key, m.seq)?;
-                    }
-                    match newest.iter_mut().find(|n| n.chat_id == m.chat_id) {
-                        Some(n) if n.seq < m.seq => *n = m,
-                        Some(_) => {}
-                        None => newest.push(m),
+        self.write(move |txn| {
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut cursors = txn.open_table(READ_CURSORS)?;
+            let mut chats = txn.open_table(CHATS)?;
+            // The newest message of each chat in this batch, to update its chat once.
+            let mut newest: Vec<&Message> = Vec::new();
+            for m in &batch {
+                let key = (m.chat_id.as_str(), m.seq);
+                if messages.get(key)?.is_none() {
+                    messages.insert(key, encode(m).as_slice())?;
+                }
+                let cursor_key = (m.chat_id.as_str(), m.sender_id.as_str());
+                let cursor = cursors.get(cursor_key)?.map(|v| v.value()).unwrap_or(0);
+                if m.seq > cursor {
+                    cursors.insert(cursor_key, m.seq)?;
+                }
+                match newest.iter_mut().find(|n| n.chat_id == m.chat_id) {
+                    Some(n) if n.seq < m.seq => *n = m,
+                    Some(_) => {}
+                    None => newest.push(m),
+                }
+            }
+            for m in newest {
+                let stored = chats.get(m.chat_id.as_str())?.map(|v| decode_in_txn::<Chat>(v.value()));
+                if let Some(chat) = stored {
+                    let mut chat = chat?;
+                    if m.seq > chat.last_seq {
+                        chat.last_seq = m.seq;
+                        chat.updated_at = m.created_at;
+                        chat.last_message = Some(m.clone());
+                        chats.insert(chat.id.as_str(), encode(&chat).as_slice())?;
                     }
                 }
-                for m in newest {
-                    let stored = chats.get(m.chat_id.as_str())?.map(|v| decode_in_txn::<Chat>(v.value()));
-                    if let Some(chat) = stored {
-                        let mut chat = chat?;
-                        if m.seq > chat.last_seq {
-                            chat.last_seq = m.seq;
-                            chat.updated_at = m.created_at;
-                            chat.last_message = Some(m.clone());
-                            chats.insert(chat.id.as_str(), encode(&chat).as_slice())?;
-                        }
-                    }
-                }
-                Ok(())
-            })
-            .await?)
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn messages_before(&self, chat_id: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<Message>> {
@@ -452,13 +441,11 @@ impl Store for EmbeddedStore {
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
         .map_err(|e| StoreError::Unavailable(format!("writing an attachment: {e}")))?;
         let record = attachment.clone();
-        Ok(self
-            .writer
-            .write(move |txn| {
-                txn.open_table(ATTACHMENTS)?.insert(record.id.as_str(), encode(&record).as_slice())?;
-                Ok(())
-            })
-            .await?)
+        self.write(move |txn| {
+            txn.open_table(ATTACHMENTS)?.insert(record.id.as_str(), encode(&record).as_slice())?;
+            Ok(())
+        })
+        .await
     }
 
     async fn attachment(&self, id: &str) -> StoreResult<Option<StoredAttachment>> {
