@@ -9,11 +9,16 @@
 //! Records are JSON values under string or tuple keys; the secondary tables are the indexes the
 //! queries need (tutor → courses, course → students, user → chats, the one-chat-per-triple rule).
 
+use std::borrow::Borrow;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    AccessGuard, Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
+    WriteTransaction,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -115,6 +120,81 @@ fn decode_in_txn<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
     serde_json::from_slice(bytes).map_err(|e| redb::Error::Corrupted(e.to_string()))
 }
 
+/// A table of JSON records, under any key.
+type Records<K> = TableDefinition<'static, K, &'static [u8]>;
+/// A key of two ids, `(a, b)`: what the indexes and the per-pair tables are keyed by.
+type Pair = (&'static str, &'static str);
+
+/// The record under `key` in `table`, if any.
+fn get_json<'k, K: Key + 'static, T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    table: Records<K>,
+    key: impl Borrow<K::SelfType<'k>>,
+) -> StoreResult<Option<T>> {
+    get_json_from(&txn.open_table(table)?, key)
+}
+
+/// [`get_json`] on a table already open.
+fn get_json_from<'k, K: Key + 'static, T: DeserializeOwned>(
+    table: &impl ReadableTable<K, &'static [u8]>,
+    key: impl Borrow<K::SelfType<'k>>,
+) -> StoreResult<Option<T>> {
+    table.get(key)?.map(|v| decode(v.value())).transpose()
+}
+
+/// [`get_json_from`] inside a write job.
+fn get_json_in_txn<'k, K: Key + 'static, T: DeserializeOwned>(
+    table: &impl ReadableTable<K, &'static [u8]>,
+    key: impl Borrow<K::SelfType<'k>>,
+) -> Result<Option<T>, redb::Error> {
+    table.get(key)?.map(|v| decode_in_txn(v.value())).transpose()
+}
+
+/// Stores `value` under `key` in `table`, replacing what was there.
+fn put_json<'k, K: Key + 'static>(
+    txn: &WriteTransaction,
+    table: Records<K>,
+    key: impl Borrow<K::SelfType<'k>>,
+    value: &impl Serialize,
+) -> Result<(), redb::Error> {
+    txn.open_table(table)?.insert(key, encode(value).as_slice())?;
+    Ok(())
+}
+
+/// The keys `(id, _)` of a [`Pair`]-keyed table: all of them and no others (see [`KEY_MAX`]).
+fn prefix(id: &str) -> Range<(&str, &str)> {
+    (id, "")..(id, KEY_MAX)
+}
+
+/// The records of a range of entries, decoded, in the range's order.
+fn decode_values<'t, K: Key + 'static, T: DeserializeOwned>(
+    entries: impl Iterator<Item = Result<(AccessGuard<'t, K>, AccessGuard<'t, &'static [u8]>), StorageError>>,
+) -> StoreResult<Vec<T>> {
+    entries.map(|entry| decode(entry?.1.value())).collect()
+}
+
+/// The records an index names for `id`: for each index entry `(id, b)`, the record under
+/// `key(id, b)` in `records`, in index order; an entry whose record is gone is skipped.
+fn indexed<K: Key + 'static, T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    index: TableDefinition<Pair, ()>,
+    id: &str,
+    records: Records<K>,
+    key: impl for<'a> Fn(&'a str, &'a str) -> K::SelfType<'a>,
+) -> StoreResult<Vec<T>> {
+    let index = txn.open_table(index)?;
+    let records = txn.open_table(records)?;
+    let mut out = Vec::new();
+    for entry in index.range(prefix(id))? {
+        let (entry, _) = entry?;
+        let (a, b) = entry.value();
+        if let Some(record) = get_json_from(&records, key(a, b))? {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
 // redb's errors, and the group writer's, are this store's business: `store/mod.rs` knows neither.
 
 impl From<redb::Error> for StoreError {
@@ -155,18 +235,11 @@ impl Store for EmbeddedStore {
 
     async fn put_user(&self, user: &User) -> StoreResult<()> {
         let user = user.clone();
-        self.write(move |txn| {
-            txn.open_table(USERS)?.insert(user.id.as_str(), encode(&user).as_slice())?;
-            Ok(())
-        })
-        .await
+        self.write(move |txn| put_json(txn, USERS, user.id.as_str(), &user)).await
     }
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
-        self.read(|txn| match txn.open_table(USERS)?.get(id)? {
-            Some(v) => decode(v.value()).map(Some),
-            None => Ok(None),
-        })
+        self.read(|txn| get_json(txn, USERS, id))
     }
 
     async fn put_course(&self, course: &Course) -> StoreResult<()> {
@@ -174,8 +247,7 @@ impl Store for EmbeddedStore {
         self.write(move |txn| {
             let mut courses = txn.open_table(COURSES)?;
             let mut tutor_index = txn.open_table(TUTOR_COURSES)?;
-            if let Some(old) = courses.get(course.id.as_str())? {
-                let old: Course = decode_in_txn(old.value())?;
+            if let Some(old) = get_json_in_txn::<_, Course>(&courses, course.id.as_str())? {
                 for tutor in &old.tutor_ids {
                     tutor_index.remove((tutor.as_str(), course.id.as_str()))?;
                 }
@@ -190,26 +262,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn course(&self, id: &str) -> StoreResult<Option<Course>> {
-        self.read(|txn| match txn.open_table(COURSES)?.get(id)? {
-            Some(v) => decode(v.value()).map(Some),
-            None => Ok(None),
-        })
+        self.read(|txn| get_json(txn, COURSES, id))
     }
 
     async fn courses_by_tutor(&self, tutor_id: &str) -> StoreResult<Vec<Course>> {
-        self.read(|txn| {
-            let index = txn.open_table(TUTOR_COURSES)?;
-            let courses = txn.open_table(COURSES)?;
-            let mut out = Vec::new();
-            for entry in index.range((tutor_id, "")..(tutor_id, KEY_MAX))? {
-                let (key, _) = entry?;
-                let (_, course_id) = key.value();
-                if let Some(c) = courses.get(course_id)? {
-                    out.push(decode(c.value())?);
-                }
-            }
-            Ok(out)
-        })
+        self.read(|txn| indexed(txn, TUTOR_COURSES, tutor_id, COURSES, |_tutor, course| course))
     }
 
     async fn put_enrollment(&self, enrollment: &Enrollment) -> StoreResult<Enrollment> {
@@ -217,8 +274,8 @@ impl Store for EmbeddedStore {
         self.write(move |txn| {
             let mut table = txn.open_table(ENROLLMENTS)?;
             let key = (e.user_id.as_str(), e.course_id.as_str());
-            if let Some(existing) = table.get(key)? {
-                return decode_in_txn(existing.value());
+            if let Some(existing) = get_json_in_txn(&table, key)? {
+                return Ok(existing);
             }
             table.insert(key, encode(&e).as_slice())?;
             txn.open_table(COURSE_STUDENTS)?.insert((e.course_id.as_str(), e.user_id.as_str()), ())?;
@@ -238,37 +295,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn enrollment(&self, user_id: &str, course_id: &str) -> StoreResult<Option<Enrollment>> {
-        self.read(|txn| match txn.open_table(ENROLLMENTS)?.get((user_id, course_id))? {
-            Some(v) => decode(v.value()).map(Some),
-            None => Ok(None),
-        })
+        self.read(|txn| get_json(txn, ENROLLMENTS, (user_id, course_id)))
     }
 
     async fn enrollments_by_user(&self, user_id: &str) -> StoreResult<Vec<Enrollment>> {
-        self.read(|txn| {
-            let table = txn.open_table(ENROLLMENTS)?;
-            let mut out = Vec::new();
-            for entry in table.range((user_id, "")..(user_id, KEY_MAX))? {
-                out.push(decode(entry?.1.value())?);
-            }
-            Ok(out)
-        })
+        self.read(|txn| decode_values(txn.open_table(ENROLLMENTS)?.range(prefix(user_id))?))
     }
 
     async fn enrollments_by_course(&self, course_id: &str) -> StoreResult<Vec<Enrollment>> {
-        self.read(|txn| {
-            let index = txn.open_table(COURSE_STUDENTS)?;
-            let table = txn.open_table(ENROLLMENTS)?;
-            let mut out = Vec::new();
-            for entry in index.range((course_id, "")..(course_id, KEY_MAX))? {
-                let (key, _) = entry?;
-                let (_, user_id) = key.value();
-                if let Some(e) = table.get((user_id, course_id))? {
-                    out.push(decode(e.value())?);
-                }
-            }
-            Ok(out)
-        })
+        self.read(|txn| indexed(txn, COURSE_STUDENTS, course_id, ENROLLMENTS, |course, user| (user, course)))
     }
 
     async fn put_block(&self, blocker: &str, blocked: &str, at: Timestamp) -> StoreResult<(Block, bool)> {
@@ -294,12 +329,11 @@ impl Store for EmbeddedStore {
     async fn blocks(&self, blocker: &str) -> StoreResult<Vec<Block>> {
         self.read(|txn| {
             let table = txn.open_table(BLOCKS)?;
-            let mut out = Vec::new();
-            for entry in table.range((blocker, "")..(blocker, KEY_MAX))? {
+            let blocks = table.range(prefix(blocker))?.map(|entry| {
                 let (key, at) = entry?;
-                out.push(Block { user_id: key.value().1.to_owned(), created_at: Timestamp(at.value()) });
-            }
-            Ok(out)
+                Ok(Block { user_id: key.value().1.to_owned(), created_at: Timestamp(at.value()) })
+            });
+            blocks.collect()
         })
     }
 
@@ -315,8 +349,8 @@ impl Store for EmbeddedStore {
             let key = (chat.student_id.as_str(), chat.tutor_id.as_str(), chat.course_id.as_str());
             let existing_id = keys.get(key)?.map(|id| id.value().to_owned());
             if let Some(id) = existing_id {
-                if let Some(existing) = chats.get(id.as_str())? {
-                    return Ok(ChatCreation { chat: decode_in_txn(existing.value())?, created: false });
+                if let Some(existing) = get_json_in_txn(&chats, id.as_str())? {
+                    return Ok(ChatCreation { chat: existing, created: false });
                 }
             }
             keys.insert(key, chat.id.as_str())?;
@@ -331,25 +365,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn chat(&self, id: &str) -> StoreResult<Option<Chat>> {
-        self.read(|txn| match txn.open_table(CHATS)?.get(id)? {
-            Some(v) => decode(v.value()).map(Some),
-            None => Ok(None),
-        })
+        self.read(|txn| get_json(txn, CHATS, id))
     }
 
     async fn chats_by_user(&self, user_id: &str) -> StoreResult<Vec<Chat>> {
-        self.read(|txn| {
-            let index = txn.open_table(USER_CHATS)?;
-            let chats = txn.open_table(CHATS)?;
-            let mut out = Vec::new();
-            for entry in index.range((user_id, "")..(user_id, KEY_MAX))? {
-                let (key, _) = entry?;
-                if let Some(c) = chats.get(key.value().1)? {
-                    out.push(decode(c.value())?);
-                }
-            }
-            Ok(out)
-        })
+        self.read(|txn| indexed(txn, USER_CHATS, user_id, CHATS, |_user, chat| chat))
     }
 
     async fn advance_read_cursor(&self, chat_id: &str, user_id: &str, seq: u64) -> StoreResult<u64> {
@@ -397,9 +417,7 @@ impl Store for EmbeddedStore {
                 }
             }
             for m in newest {
-                let stored = chats.get(m.chat_id.as_str())?.map(|v| decode_in_txn::<Chat>(v.value()));
-                if let Some(chat) = stored {
-                    let mut chat = chat?;
+                if let Some(mut chat) = get_json_in_txn::<_, Chat>(&chats, m.chat_id.as_str())? {
                     if m.seq > chat.last_seq {
                         chat.last_seq = m.seq;
                         chat.updated_at = m.created_at;
@@ -417,10 +435,8 @@ impl Store for EmbeddedStore {
         let before = before.unwrap_or(u64::MAX);
         self.read(|txn| {
             let table = txn.open_table(MESSAGES)?;
-            let mut out = Vec::with_capacity(limit);
-            for entry in table.range((chat_id, 0u64)..(chat_id, before))?.rev().take(limit) {
-                out.push(decode(entry?.1.value())?);
-            }
+            let mut out: Vec<Message> =
+                decode_values(table.range((chat_id, 0u64)..(chat_id, before))?.rev().take(limit))?;
             out.reverse();
             Ok(out)
         })
@@ -441,18 +457,11 @@ impl Store for EmbeddedStore {
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
         .map_err(|e| StoreError::Unavailable(format!("writing an attachment: {e}")))?;
         let record = attachment.clone();
-        self.write(move |txn| {
-            txn.open_table(ATTACHMENTS)?.insert(record.id.as_str(), encode(&record).as_slice())?;
-            Ok(())
-        })
-        .await
+        self.write(move |txn| put_json(txn, ATTACHMENTS, record.id.as_str(), &record)).await
     }
 
     async fn attachment(&self, id: &str) -> StoreResult<Option<StoredAttachment>> {
-        self.read(|txn| match txn.open_table(ATTACHMENTS)?.get(id)? {
-            Some(v) => decode(v.value()).map(Some),
-            None => Ok(None),
-        })
+        self.read(|txn| get_json(txn, ATTACHMENTS, id))
     }
 
     async fn attachment_bytes(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -469,14 +478,10 @@ impl Store for EmbeddedStore {
     async fn messages_after(&self, chat_id: &str, after: u64, limit: usize) -> StoreResult<Vec<Message>> {
         self.read(|txn| {
             let table = txn.open_table(MESSAGES)?;
-            let mut out = Vec::with_capacity(limit);
             if after == u64::MAX {
-                return Ok(out);
+                return Ok(Vec::new());
             }
-            for entry in table.range((chat_id, after + 1)..=(chat_id, u64::MAX))?.take(limit) {
-                out.push(decode(entry?.1.value())?);
-            }
-            Ok(out)
+            decode_values(table.range((chat_id, after + 1)..=(chat_id, u64::MAX))?.take(limit))
         })
     }
 }
