@@ -13,7 +13,8 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::model::time::Timestamp;
+use crate::config::ServeConfig;
+use crate::model::{Message, Timestamp};
 
 /// The contract's default allowlist.
 pub const DEFAULT_TYPES: [&str; 6] =
@@ -45,6 +46,33 @@ type HmacSha256 = Hmac<Sha256>;
 impl UrlSigner {
     pub fn new(key: &[u8], ttl_secs: u64) -> Self {
         UrlSigner { key: key.to_vec(), ttl_secs }
+    }
+
+    /// The attachment url signer: `CHAT_SIGNING_KEY`, else a key derived from the JWT secret (the demo
+    /// secret with `--demo`), else (only a public key) a random key for this process.
+    pub fn from_config(config: &ServeConfig, demo_secret: Option<&[u8]>) -> UrlSigner {
+        let ttl = config.limits.attachment_url_ttl;
+        if let Some(key) = config.signing_key.as_ref().filter(|k| !k.is_empty()) {
+            return UrlSigner::new(key.as_bytes(), ttl);
+        }
+        let secret = match (config.jwt_secret.as_ref().filter(|s| !s.is_empty()), demo_secret) {
+            (Some(s), _) => s.clone().into_bytes(),
+            (None, Some(demo)) => demo.to_vec(),
+            (None, None) => {
+                // Only a public key: nothing shared to derive from. A random key works on this node
+                // until it restarts; several nodes need CHAT_SIGNING_KEY.
+                tracing::warn!("CHAT_SIGNING_KEY is unset: attachment urls are signed with a random key valid on this node until it restarts");
+                (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect::<String>().into_bytes()
+            }
+        };
+        UrlSigner::new(&UrlSigner::derive_key(&secret), ttl)
+    }
+
+    /// A message as a client sees it: its attachment carries a freshly signed url.
+    pub fn present(&self, message: &mut Message) {
+        if let Some(a) = message.attachment.as_mut() {
+            a.url = self.url(&a.id);
+        }
     }
 
     /// A signing key derived from the JWT secret, for when `CHAT_SIGNING_KEY` is unset.

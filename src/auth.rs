@@ -6,6 +6,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::config::ServeConfig;
 use crate::error::ErrorCode;
 use crate::model::ids::is_valid_user_id;
 use crate::model::{Role, Timestamp};
@@ -125,6 +126,33 @@ impl Verifier {
         }
         let name = claims.name.filter(|n| !n.trim().is_empty() && n.chars().count() <= 200);
         Ok(Identity { caller: Caller { user_id: claims.sub, role: claims.role, name }, exp: claims.exp })
+    }
+
+    /// The verifier the configuration asks for: a PEM public key (inline or a path) with RS256 or
+    /// ES256, else the HS256 secret, else (with `--demo`) the demo secret.
+    pub fn from_config(config: &ServeConfig, demo_secret: Option<&[u8]>) -> Result<Verifier, String> {
+        let key = if let Some(pem) = &config.jwt_public_key {
+            let pem = if pem.trim_start().starts_with("-----BEGIN") {
+                pem.clone().into_bytes()
+            } else {
+                std::fs::read(pem).map_err(|e| format!("CHAT_JWT_PUBLIC_KEY: {pem}: {e}"))?
+            };
+            let algorithm = match config.jwt_algorithm.to_ascii_uppercase().as_str() {
+                "RS256" => Algorithm::RS256,
+                "ES256" => Algorithm::ES256,
+                other => {
+                    return Err(format!("CHAT_JWT_ALGORITHM must be RS256 or ES256 with a public key, not {other}"))
+                }
+            };
+            KeyConfig::PublicKey { pem, algorithm }
+        } else if let Some(secret) = config.jwt_secret.as_ref().filter(|s| !s.is_empty()) {
+            KeyConfig::Secret(secret.clone().into_bytes())
+        } else if let Some(secret) = demo_secret {
+            KeyConfig::Secret(secret.to_vec())
+        } else {
+            return Err("set CHAT_JWT_SECRET (or CHAT_JWT_PUBLIC_KEY), or run with --demo".into());
+        };
+        Verifier::new(key, config.jwt_leeway, config.jwt_issuer.as_deref(), config.jwt_audience.as_deref())
     }
 
     /// Issues a token (development mode only: needs the shared secret).

@@ -3,6 +3,9 @@
 //! `GET /api/dev/users` and `POST /api/dev/token`.
 
 use std::path::Path;
+use std::time::Duration;
+
+use crate::config::ServeConfig;
 
 use crate::model::ids::new_object_id;
 use crate::model::time::Timestamp;
@@ -39,6 +42,34 @@ pub fn secret(data_dir: &Path) -> std::io::Result<Vec<u8>> {
     let secret: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
     std::fs::write(&path, &secret)?;
     Ok(secret.into_bytes())
+}
+
+/// The demo's JWT secret, when `--demo` runs without a configured key: kept in the data dir, or
+/// with the Redis engine in Redis, so that every node of the deployment shares it.
+pub async fn shared_secret(config: &ServeConfig) -> Result<Option<Vec<u8>>, String> {
+    let configured = config.jwt_public_key.is_some() || config.jwt_secret.as_ref().is_some_and(|s| !s.is_empty());
+    if !config.demo || configured {
+        return Ok(None);
+    }
+    let secret = match &config.redis_url {
+        Some(url) => {
+            let key = format!("{}demo-jwt-secret", config.redis.redis_prefix);
+            let fresh: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
+            let shared = async {
+                let client = ::redis::Client::open(url.as_str())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                ::redis::cmd("SET").arg(&key).arg(&fresh).arg("NX").query_async::<()>(&mut conn).await?;
+                ::redis::cmd("GET").arg(&key).query_async::<String>(&mut conn).await
+            };
+            tokio::time::timeout(Duration::from_secs(5), shared)
+                .await
+                .map_err(|_| "CHAT_REDIS_URL: no answer in time".to_owned())?
+                .map_err(|e| format!("CHAT_REDIS_URL: demo secret: {e}"))?
+                .into_bytes()
+        }
+        None => secret(&config.data_dir).map_err(|e| format!("demo secret: {e}"))?,
+    };
+    Ok(Some(secret))
 }
 
 /// Seeds the demo data (idempotent). Dave once had the course: his chat with the tutor exists,

@@ -150,21 +150,21 @@ pub fn message_received_frame(message_json: &[u8]) -> Bytes {
 }
 
 #[derive(Serialize)]
-struct OkBody<'a, T: Serialize> {
-    ok: bool,
-    #[serde(flatten)]
-    body: &'a T,
-}
-
-#[derive(Serialize)]
 struct ErrBody<'a> {
     ok: bool,
     error: &'a ErrorBody,
 }
 
-/// `43<id>[{"ok":true,...body}]`.
-pub fn ack_ok<T: Serialize>(id: u64, body: &T) -> Bytes {
-    let data = serde_json::to_vec(&[OkBody { ok: true, body }]).unwrap_or_default();
+/// `43<id>[{"ok":true,...body}]`, from the body already serialized as a JSON object.
+pub fn ack_ok(id: u64, body: &[u8]) -> Bytes {
+    let fields = body.strip_prefix(b"{").and_then(|b| b.strip_suffix(b"}")).unwrap_or_default();
+    let mut data = Vec::with_capacity(fields.len() + 14);
+    data.extend_from_slice(b"[{\"ok\":true");
+    if !fields.iter().all(u8::is_ascii_whitespace) {
+        data.push(b',');
+        data.extend_from_slice(fields);
+    }
+    data.extend_from_slice(b"}]");
     Bytes::from(encode_frame(SioKind::Ack, Some(id), &data))
 }
 
@@ -185,6 +185,21 @@ struct ErrorEvent<'a> {
 /// `42["error",{code,message,event?}]`: a failed event that had no ack.
 pub fn error_event(error: &ErrorBody, event: Option<&str>) -> Bytes {
     event_frame("error", &ErrorEvent { code: error.code, message: &error.message, event })
+}
+
+/// `40{"sid":...}`: CONNECT accepted.
+pub fn connected(sid: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct Sid<'a> {
+        sid: &'a str,
+    }
+    let data = serde_json::to_vec(&Sid { sid }).unwrap_or_default();
+    Bytes::from(encode_frame(SioKind::Connect, None, &data))
+}
+
+/// `41`: the server ends the socket (a token that expired).
+pub fn disconnect() -> Bytes {
+    Bytes::from(encode_frame(SioKind::Disconnect, None, b""))
 }
 
 /// `44{"message","data":{"code"}}`: CONNECT refused.
@@ -240,7 +255,10 @@ mod tests {
 
     #[test]
     fn encodes_acks_and_events() {
-        assert_eq!(ack_ok(7, &serde_json::json!({"exp": 5})), Bytes::from_static(br#"437[{"ok":true,"exp":5}]"#));
+        assert_eq!(ack_ok(7, br#"{"exp":5}"#), Bytes::from_static(br#"437[{"ok":true,"exp":5}]"#));
+        assert_eq!(ack_ok(8, b"{}"), Bytes::from_static(br#"438[{"ok":true}]"#));
+        assert_eq!(connected("00ff"), Bytes::from_static(br#"40{"sid":"00ff"}"#));
+        assert_eq!(disconnect(), Bytes::from_static(b"41"));
         let err = ErrorBody::new(ErrorCode::Blocked, "no");
         assert_eq!(
             ack_err(1, &err),

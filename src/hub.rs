@@ -2,6 +2,10 @@
 //! room (for typing indicators). The fan-out bus hands every event here; the hub puts the one
 //! encoded frame into each recipient's bounded write queue.
 //!
+//! The hub is the one record of which socket listens to what: each change says whether it was
+//! the first or the last socket of its user or room on this node, which is when the node
+//! subscribes the bus to that topic or unsubscribes it ([`crate::node`]).
+//!
 //! Queue policy: a socket whose write queue is full is a slow consumer. It is told to close
 //! (transport close, so its client reconnects and recovers through `join_chat {lastSeq}`), never
 //! buffered without bound and never allowed to stall delivery to the others.
@@ -10,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
 
 /// Unique per socket across all nodes (64 random bits), so an event can name the socket it came
@@ -36,6 +40,9 @@ pub struct Delivery {
     pub frame: Bytes,
 }
 
+/// Most chats one socket may have joined at once (bounds its room list).
+pub const MAX_JOINED_CHATS: usize = 1024;
+
 /// The hub's handle on one socket.
 pub struct SocketHandle {
     pub id: SocketId,
@@ -43,11 +50,19 @@ pub struct SocketHandle {
     queue: mpsc::Sender<Bytes>,
     /// Told when the socket must close (slow consumer); the session selects on it.
     close: Notify,
+    /// The chats whose rooms this socket joined (at most [`MAX_JOINED_CHATS`]), so that leaving
+    /// the hub takes it out of each.
+    rooms: Mutex<Vec<String>>,
 }
 
 impl SocketHandle {
     pub fn new(id: SocketId, user: String, queue: mpsc::Sender<Bytes>) -> Self {
-        SocketHandle { id, user, queue, close: Notify::new() }
+        SocketHandle { id, user, queue, close: Notify::new(), rooms: Mutex::new(Vec::new()) }
+    }
+
+    /// The chats this socket joined.
+    pub fn rooms(&self) -> Vec<String> {
+        self.rooms.lock().clone()
     }
 
     /// Queues a frame; a full queue marks the socket a slow consumer and asks it to close.
@@ -84,29 +99,44 @@ impl Hub {
         Arc::new(Hub::default())
     }
 
-    pub fn register(&self, socket: Arc<SocketHandle>) {
-        self.users.write().entry(socket.user.clone()).or_default().push(socket);
+    /// Adds a socket; true when it is its user's first on this node.
+    pub fn register(&self, socket: Arc<SocketHandle>) -> bool {
+        let mut users = self.users.write();
+        let sockets = users.entry(socket.user.clone()).or_default();
+        sockets.push(socket);
+        sockets.len() == 1
     }
 
-    /// Removes the socket from its user and from every room it joined.
-    pub fn unregister(&self, socket: &SocketHandle, rooms: &[String]) {
-        remove(&mut self.users.write(), &socket.user, socket.id);
-        let mut all = self.rooms.write();
-        for room in rooms {
-            remove(&mut all, room, socket.id);
+    /// Removes the socket from its user (it must have left its rooms first); true when it was
+    /// its user's last on this node.
+    pub fn unregister(&self, socket: &SocketHandle) -> bool {
+        remove(&mut self.users.write(), &socket.user, socket.id)
+    }
+
+    /// Puts the socket into the chat's room: `Ok(true)` when it is the room's first socket on
+    /// this node, `Ok(false)` when the room had others or the socket was in it already.
+    pub fn join(&self, chat_id: &str, socket: &Arc<SocketHandle>) -> Result<bool, TooManyRooms> {
+        let mut joined = socket.rooms.lock();
+        if joined.iter().any(|r| r == chat_id) {
+            return Ok(false);
         }
-    }
-
-    pub fn join(&self, chat_id: &str, socket: &Arc<SocketHandle>) {
+        if joined.len() >= MAX_JOINED_CHATS {
+            return Err(TooManyRooms);
+        }
+        joined.push(chat_id.to_owned());
         let mut rooms = self.rooms.write();
         let members = rooms.entry(chat_id.to_owned()).or_default();
-        if !members.iter().any(|s| s.id == socket.id) {
-            members.push(socket.clone());
-        }
+        members.push(socket.clone());
+        Ok(members.len() == 1)
     }
 
-    pub fn leave(&self, chat_id: &str, socket: SocketId) {
-        remove(&mut self.rooms.write(), chat_id, socket);
+    /// Takes the socket out of the chat's room; true when it was the room's last socket on this
+    /// node (false also when the socket was not in it).
+    pub fn leave(&self, chat_id: &str, socket: &SocketHandle) -> bool {
+        let mut joined = socket.rooms.lock();
+        let Some(at) = joined.iter().position(|r| r == chat_id) else { return false };
+        joined.swap_remove(at);
+        remove(&mut self.rooms.write(), chat_id, socket.id)
     }
 
     /// How many sockets this node holds for `user`.
@@ -153,13 +183,21 @@ impl Hub {
     }
 }
 
-fn remove(map: &mut HashMap<String, Vec<Arc<SocketHandle>>>, key: &str, socket: SocketId) {
-    if let Some(list) = map.get_mut(key) {
-        list.retain(|s| s.id != socket);
-        if list.is_empty() {
-            map.remove(key);
-        }
+/// A socket at [`MAX_JOINED_CHATS`] asked to join one more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a socket may join at most {MAX_JOINED_CHATS} chats")]
+pub struct TooManyRooms;
+
+/// Removes the socket from `key`'s list; true when that emptied the list.
+fn remove(map: &mut HashMap<String, Vec<Arc<SocketHandle>>>, key: &str, socket: SocketId) -> bool {
+    let Some(list) = map.get_mut(key) else { return false };
+    let before = list.len();
+    list.retain(|s| s.id != socket);
+    if list.is_empty() {
+        map.remove(key);
+        return before > 0;
     }
+    false
 }
 
 #[cfg(test)]
@@ -177,9 +215,9 @@ mod tests {
         let (a1, mut ra1) = socket(1, "a", 4);
         let (a2, mut ra2) = socket(2, "a", 4);
         let (b1, mut rb1) = socket(3, "b", 4);
-        for s in [&a1, &a2, &b1] {
-            hub.register(s.clone());
-        }
+        assert!(hub.register(a1.clone()), "the user's first socket");
+        assert!(!hub.register(a2.clone()), "a second device");
+        assert!(hub.register(b1.clone()));
         hub.deliver(&Delivery {
             target: Target::Users(vec!["a".into(), "b".into()]),
             except: Some(1),
@@ -188,8 +226,9 @@ mod tests {
         assert!(ra1.try_recv().is_err());
         assert_eq!(ra2.try_recv().unwrap(), "x");
         assert_eq!(rb1.try_recv().unwrap(), "x");
-        hub.unregister(&a2, &[]);
+        assert!(!hub.unregister(&a2));
         assert_eq!(hub.sockets_of("a"), 1);
+        assert!(hub.unregister(&a1), "the user's last socket");
     }
 
     #[tokio::test]
@@ -200,12 +239,19 @@ mod tests {
         let d = Delivery { target: Target::Room("c".into()), except: None, frame: Bytes::from_static(b"t") };
         hub.deliver(&d);
         assert!(ra.try_recv().is_err());
-        hub.join("c", &a);
+        assert_eq!(hub.join("c", &a), Ok(true), "the room's first socket");
+        assert_eq!(hub.join("c", &a), Ok(false), "joined already");
+        let (b, _rb) = socket(2, "b", 4);
+        hub.register(b.clone());
+        assert_eq!(hub.join("c", &b), Ok(false), "the room has a socket already");
         hub.deliver(&d);
         assert_eq!(ra.try_recv().unwrap(), "t");
-        hub.unregister(&a, &["c".into()]);
+        assert!(!hub.leave("c", &a));
+        assert!(!hub.leave("c", &a), "not in the room any more");
         hub.deliver(&d);
         assert!(ra.try_recv().is_err());
+        assert!(hub.leave("c", &b), "the room's last socket");
+        assert!(a.rooms().is_empty() && b.rooms().is_empty());
     }
 
     #[tokio::test]
@@ -217,5 +263,17 @@ mod tests {
         hub.deliver(&d);
         hub.deliver(&d);
         tokio::time::timeout(std::time::Duration::from_secs(1), a.close_requested()).await.unwrap();
+    }
+
+    #[test]
+    fn a_socket_joins_at_most_the_bound() {
+        let hub = Hub::new();
+        let (a, _ra) = socket(1, "a", 1);
+        hub.register(a.clone());
+        for i in 0..MAX_JOINED_CHATS {
+            assert_eq!(hub.join(&format!("c{i}"), &a), Ok(true));
+        }
+        assert_eq!(hub.join("one-more", &a), Err(TooManyRooms));
+        assert_eq!(hub.join("c0", &a), Ok(false), "a room it is in is fine");
     }
 }

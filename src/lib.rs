@@ -19,6 +19,7 @@ pub mod hub;
 pub mod json;
 pub mod metrics;
 pub mod model;
+pub mod node;
 pub mod protocol;
 pub mod server;
 pub mod session;

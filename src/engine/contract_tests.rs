@@ -1,6 +1,7 @@
-//! Behaviour every engine implementation must have, as suites each implementation runs.
-//! Message-log suites observe fan-out through a socket registered in the node's hub, which is
-//! where every implementation must deliver.
+//! Behaviour every engine implementation must have, as suites each implementation runs: the
+//! message log, the bus, presence, typing, rate limits and the directory. The message-log and bus
+//! suites observe fan-out through a socket registered in the node's hub, which is where every
+//! implementation must deliver.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::hub::{Hub, SocketHandle};
+use crate::hub::{Delivery, Hub, SocketHandle, Target};
 use crate::model::ids::new_object_id;
 
 fn request(chat: &str, sender: &str, cmid: &str, recipients: &[&str]) -> AppendRequest {
@@ -155,4 +156,100 @@ pub async fn rate_limiter_suite(limiter: &dyn RateLimiter, burst: u32) {
     let retry = limiter.check(&key).await.unwrap().unwrap_err();
     assert!(retry > Duration::ZERO && retry <= Duration::from_secs(1));
     assert!(limiter.check(&new_object_id()).await.unwrap().is_ok(), "keys are independent");
+}
+
+/// The next frame the socket gets within `within`, if any.
+async fn next_frame(rx: &mut mpsc::Receiver<Bytes>, within: Duration) -> Option<Bytes> {
+    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
+}
+
+fn delivery(target: Target, except: Option<u64>, frame: &'static str) -> Delivery {
+    Delivery { target, except, frame: Bytes::from_static(frame.as_bytes()) }
+}
+
+/// `listener`'s node holds `hub`; `publisher` is the bus of another node (or the same one, for a
+/// bus of one node). Subscriptions are made as the node makes them: once the hub holds the
+/// socket, and dropped once it does not.
+pub async fn bus_suite(publisher: &dyn Bus, listener: &dyn Bus, hub: &Hub) {
+    let user = format!("b{}", new_object_id());
+    let chat = new_object_id();
+    let (tx, mut rx) = mpsc::channel(64);
+    let socket = Arc::new(SocketHandle::new(7, user.clone(), tx));
+    let wait = Duration::from_secs(2);
+
+    // A user's events reach every socket of the user but the one that caused them.
+    hub.register(socket.clone());
+    listener.subscribe(&Topic::User(user.clone())).await.unwrap();
+    publisher.publish(delivery(Target::Users(vec![user.clone()]), None, "u1")).await.unwrap();
+    assert_eq!(next_frame(&mut rx, wait).await.as_deref(), Some(&b"u1"[..]));
+    publisher.publish(delivery(Target::Users(vec![user.clone()]), Some(7), "own")).await.unwrap();
+    publisher.publish(delivery(Target::Users(vec!["someone-else".into(), user.clone()]), None, "u2")).await.unwrap();
+    assert_eq!(next_frame(&mut rx, wait).await.as_deref(), Some(&b"u2"[..]), "the origin socket is skipped");
+
+    // A room's events reach the sockets that joined it, in order.
+    hub.join(&chat, &socket).unwrap();
+    listener.subscribe(&Topic::Room(chat.clone())).await.unwrap();
+    for frame in ["r1", "r2", "r3"] {
+        publisher.publish(delivery(Target::Room(chat.clone()), None, frame)).await.unwrap();
+    }
+    for frame in ["r1", "r2", "r3"] {
+        assert_eq!(next_frame(&mut rx, wait).await.as_deref(), Some(frame.as_bytes()));
+    }
+
+    // After leaving, the room's events stop; the user's go on.
+    hub.leave(&chat, &socket);
+    listener.unsubscribe(&Topic::Room(chat.clone())).await;
+    publisher.publish(delivery(Target::Room(chat.clone()), None, "r4")).await.unwrap();
+    publisher.publish(delivery(Target::Users(vec![user.clone()]), None, "u3")).await.unwrap();
+    assert_eq!(next_frame(&mut rx, wait).await.as_deref(), Some(&b"u3"[..]), "nothing of the room left");
+
+    // After the last socket is gone, nothing arrives.
+    hub.unregister(&socket);
+    listener.unsubscribe(&Topic::User(user.clone())).await;
+    publisher.publish(delivery(Target::Users(vec![user.clone()]), None, "u4")).await.unwrap();
+    assert_eq!(next_frame(&mut rx, Duration::from_millis(300)).await, None);
+}
+
+/// The directory answers from the store and forgets what an invalidation names at once.
+pub async fn directory_suite(directory: &dyn Directory, store: &dyn crate::store::Store) {
+    use crate::model::{Chat, Course, Enrollment, Timestamp};
+    let id = new_object_id();
+    let (student, tutor, course_id) = (format!("s{}", &id[18..]), format!("t{}", &id[18..]), format!("c{id}"));
+    let now = Timestamp::now();
+    let course = Course { id: course_id.clone(), title: "Rust".into(), tutor_ids: vec![tutor.clone()] };
+    store.put_course(&course).await.unwrap();
+    let enrollment = Enrollment { user_id: student.clone(), course_id: course_id.clone(), purchased_at: now };
+    store.put_enrollment(&enrollment).await.unwrap();
+    let chat = Chat {
+        id: id.clone(),
+        course_id: course_id.clone(),
+        student_id: student.clone(),
+        tutor_id: tutor.clone(),
+        created_at: now,
+        updated_at: now,
+        last_message: None,
+        last_seq: 0,
+    };
+    store.create_chat(&chat).await.unwrap();
+
+    let found = directory.chat(&id).await.unwrap().expect("the chat");
+    assert_eq!((found.student_id.as_str(), found.tutor_id.as_str()), (student.as_str(), tutor.as_str()));
+    assert_eq!(directory.chat(&new_object_id()).await.unwrap(), None);
+    assert_eq!(directory.course(&course_id).await.unwrap().map(|c| c.tutor_ids), Some(vec![tutor.clone()]));
+    assert!(directory.is_enrolled(&student, &course_id).await.unwrap());
+    assert!(!directory.is_enrolled(&tutor, &course_id).await.unwrap());
+    assert!(!directory.is_blocked(&tutor, &student).await.unwrap());
+
+    // Each change is seen from the next lookup once invalidated.
+    store.put_block(&tutor, &student, now).await.unwrap();
+    directory.invalidate(Invalidation::Block { blocker: tutor.clone(), blocked: student.clone() }).await.unwrap();
+    assert!(directory.is_blocked(&tutor, &student).await.unwrap(), "a new block holds at once");
+    store.delete_enrollment(&student, &course_id).await.unwrap();
+    let revoked = Invalidation::Enrollment { user: student.clone(), course: course_id.clone() };
+    directory.invalidate(revoked).await.unwrap();
+    assert!(!directory.is_enrolled(&student, &course_id).await.unwrap(), "a revocation holds at once");
+    let retaught = Course { tutor_ids: vec!["another".into()], ..course };
+    store.put_course(&retaught).await.unwrap();
+    directory.invalidate(Invalidation::Course(course_id.clone())).await.unwrap();
+    assert_eq!(directory.course(&course_id).await.unwrap().map(|c| c.tutor_ids), Some(vec!["another".to_owned()]));
 }

@@ -1,18 +1,23 @@
 //! The engine: everything that must be shared by all nodes of a deployment, each role behind a
 //! small trait with an in-process implementation ([`memory`], single node, the default) and a
-//! Redis one (many nodes).
+//! Redis one ([`redis`], many nodes), each implementation one file named for its role.
 //!
 //! - [`MessageLog`]: the one append call of a send (idempotency by (chat, sender, clientMsgId),
 //!   per-chat seq, the durable write-behind queue) followed by its fan-out, and the queue's
-//!   consumer side for the store writer.
-//! - [`Bus`]: carries encoded events to the nodes holding the recipients' sockets.
+//!   consumer side for the store writer. [`history`] is the one read path over log and store.
+//! - [`Bus`]: carries encoded events to the nodes holding the recipients' sockets, which hand
+//!   them to their [`Hub`](crate::hub::Hub). A node subscribes to a topic for its first local
+//!   socket of it and unsubscribes after the last (the node, not the bus, counts sockets).
 //! - [`Presence`] and [`Typing`]: who is online, who is typing, with their timers.
 //! - [`RateLimiter`]: per-key allowances.
-//! - [`Directory`]: the cached lookups of every send (chat, course, enrollment, block).
+//! - [`Directory`]: the cached lookups of every send (chat, course, enrollment, block); the cache
+//!   both engines put in front of them is in [`directory`].
 //!
 //! Timers that fire inside the engine (a user's grace period ending, a typing state expiring)
 //! come out as [`Notice`]s on one bounded channel; the chat layer turns them into events.
 
+pub mod directory;
+pub mod history;
 pub mod memory;
 pub mod redis;
 
@@ -26,8 +31,7 @@ use async_trait::async_trait;
 
 use crate::error::ErrorCode;
 use crate::hub::{Delivery, SocketId};
-use crate::model::time::Timestamp;
-use crate::model::{Attachment, Chat, Course, Message, MessageType, SenderType};
+use crate::model::{Attachment, Message, MessageType, SenderType, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -44,42 +48,12 @@ impl EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
+pub use directory::{Directory, Invalidation};
+
 impl From<crate::store::StoreError> for EngineError {
     fn from(e: crate::store::StoreError) -> Self {
         EngineError::Unavailable(format!("store: {e}"))
     }
-}
-
-/// Stored messages and queued ones, one copy per seq, ascending.
-pub fn merge_by_seq(stored: Vec<Message>, queued: impl IntoIterator<Item = Message>) -> Vec<Message> {
-    let mut by_seq: std::collections::BTreeMap<u64, Message> = stored.into_iter().map(|m| (m.seq, m)).collect();
-    for m in queued {
-        by_seq.entry(m.seq).or_insert(m);
-    }
-    by_seq.into_values().collect()
-}
-
-/// The oldest `limit` messages of a chat with seq > `after`, ascending: from the log's recent
-/// window when it holds them all, else the store merged with the log's queue. The queue is read
-/// first, so a message the writer moves from one to the other in between is still seen.
-pub async fn messages_after<E>(
-    log: &dyn MessageLog,
-    store: &dyn crate::store::Store,
-    chat_id: &str,
-    after: u64,
-    limit: usize,
-) -> Result<Vec<Message>, E>
-where
-    E: From<EngineError> + From<crate::store::StoreError>,
-{
-    if let Some(recent) = log.recent(chat_id, Window::After { after, limit }).await? {
-        return Ok(recent);
-    }
-    let pending = log.pending(chat_id).await?;
-    let stored = store.messages_after(chat_id, after, limit).await?;
-    let mut all = merge_by_seq(stored, pending.into_iter().filter(|m| m.seq > after));
-    all.truncate(limit);
-    Ok(all)
 }
 
 /// A message to append; the log assigns its id, seq and createdAt.
@@ -155,18 +129,17 @@ pub enum Topic {
 
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
+    /// Carries the event to every node with a socket it targets; each hands it to its hub.
     async fn publish(&self, delivery: Delivery) -> EngineResult<()>;
-    /// A socket of this node listens to `topic` from now on (called once per socket and topic,
-    /// before the socket is told it is connected or joined). A bus that spans nodes subscribes
-    /// to the topic when it is the node's first listener.
-    async fn watch(&self, _topic: Topic) -> EngineResult<()> {
-        Ok(())
-    }
-    /// A socket stopped listening to `topic` (closed, or left the room).
-    async fn unwatch(&self, _topic: Topic) {}
+    /// This node holds its first socket of `topic`: events published to it reach this node from
+    /// now on. The node calls this before the socket is told it is connected or joined, and
+    /// never concurrently with [`unsubscribe`](Bus::unsubscribe) of the same topic.
+    async fn subscribe(&self, topic: &Topic) -> EngineResult<()>;
+    /// This node's last socket of `topic` is gone (closed, or left the room).
+    async fn unsubscribe(&self, topic: &Topic);
     /// The sockets of `user` on this node have every message of `chat_id` up to `seq` (they just
     /// joined it): a bus that can lose events fills gaps after this point.
-    fn track(&self, _user: &str, _chat_id: &str, _seq: u64) {}
+    fn track(&self, user: &str, chat_id: &str, seq: u64);
 }
 
 #[async_trait]
@@ -192,30 +165,6 @@ pub trait Typing: Send + Sync + 'static {
 pub trait RateLimiter: Send + Sync + 'static {
     /// Takes one unit of `key`'s allowance, or says how long until one is available.
     async fn check(&self, key: &str) -> EngineResult<Result<(), Duration>>;
-}
-
-/// A change the platform or a user made that cached lookups must forget at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invalidation {
-    Enrollment { user: String, course: String },
-    Course(String),
-    Block { blocker: String, blocked: String },
-}
-
-/// The lookups of every send, join and typing event: the chat's participants, its course's
-/// tutors, the student's enrollment and blocks. Cached so the hot path does not read the store
-/// each time and keeps working through a store outage (stale entries are served while the store
-/// fails); invalidated on every change, on every node, so a revoked enrollment is refused at
-/// the next send.
-#[async_trait]
-pub trait Directory: Send + Sync + 'static {
-    /// The chat's participants and course (they never change once a chat exists).
-    async fn chat(&self, id: &str) -> EngineResult<Option<Chat>>;
-    async fn course(&self, id: &str) -> EngineResult<Option<Course>>;
-    async fn is_enrolled(&self, user: &str, course: &str) -> EngineResult<bool>;
-    async fn is_blocked(&self, blocker: &str, blocked: &str) -> EngineResult<bool>;
-    /// Forgets what a change made stale.
-    async fn invalidate(&self, change: Invalidation) -> EngineResult<()>;
 }
 
 /// Something an engine timer decided, for the chat layer to announce.

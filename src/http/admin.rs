@@ -22,7 +22,7 @@ pub async fn put_user(ctx: &mut Ctx, id: &str) -> ApiResult {
     ctx.target(id);
     let body: UserBody = ctx.json().await?;
     let user =
-        ctx.state.service.admin_put_user(&caller, User { id: id.to_owned(), name: body.name, role: body.role }).await?;
+        ctx.node.chat.admin_put_user(&caller, User { id: id.to_owned(), name: body.name, role: body.role }).await?;
     json(StatusCode::OK, &OneUser { user })
 }
 
@@ -44,7 +44,7 @@ pub async fn put_course(ctx: &mut Ctx, id: &str) -> ApiResult {
     ctx.target(id);
     let body: CourseBody = ctx.json().await?;
     let course = Course { id: id.to_owned(), title: body.title, tutor_ids: body.tutor_ids };
-    let course = ctx.state.service.admin_put_course(&caller, course).await?;
+    let course = ctx.node.chat.admin_put_course(&caller, course).await?;
     json(StatusCode::OK, &OneCourse { course })
 }
 
@@ -64,13 +64,13 @@ pub async fn put_enrollment(ctx: &mut Ctx) -> ApiResult {
     let caller = ctx.caller().await?;
     let body: EnrollmentBody = ctx.json().await?;
     ctx.target(&format!("{}/{}", body.user_id, body.course_id));
-    let enrollment = ctx.state.service.admin_put_enrollment(&caller, &body.user_id, &body.course_id).await?;
+    let enrollment = ctx.node.chat.admin_put_enrollment(&caller, &body.user_id, &body.course_id).await?;
     json(StatusCode::OK, &OneEnrollment { enrollment })
 }
 
 pub async fn delete_enrollment(ctx: &mut Ctx, user_id: &str, course_id: &str) -> ApiResult {
     let caller = ctx.caller().await?;
     ctx.target(&format!("{user_id}/{course_id}"));
-    ctx.state.service.admin_delete_enrollment(&caller, user_id, course_id).await?;
+    ctx.node.chat.admin_delete_enrollment(&caller, user_id, course_id).await?;
     no_content()
 }

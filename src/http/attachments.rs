@@ -25,8 +25,8 @@ fn too_large(limit: usize) -> ApiError {
 pub async fn upload(ctx: &mut Ctx, chat_id: &str) -> ApiResult {
     let caller = ctx.caller().await?;
     ctx.target(chat_id);
-    let chat = ctx.state.service.check_upload(&caller, chat_id).await?;
-    let limit = ctx.state.service.limits().max_attachment_bytes;
+    let chat = ctx.node.chat.check_upload(&caller, chat_id).await?;
+    let limit = ctx.node.config.limits.max_attachment_bytes;
     let declared = ctx
         .headers
         .get(hyper::header::CONTENT_LENGTH)
@@ -54,7 +54,7 @@ pub async fn upload(ctx: &mut Ctx, chat_id: &str) -> ApiResult {
             bytes.extend_from_slice(data);
         }
     }
-    let attachment = ctx.state.service.store_attachment(&caller, &chat, &name, bytes).await?;
+    let attachment = ctx.node.chat.store_attachment(&caller, &chat, &name, bytes).await?;
     ctx.target(&attachment.id);
     json(StatusCode::CREATED, &Uploaded { attachment })
 }
@@ -65,7 +65,7 @@ pub async fn download(ctx: &mut Ctx, id: &str) -> ApiResult {
     let signed = match (ctx.query.get("exp"), ctx.query.get("sig")) {
         (Some(exp), Some(sig)) => {
             let exp = exp.parse::<u64>().map_err(|_| not_found())?;
-            if !ctx.state.service.signer().verify(id, exp, sig) {
+            if !ctx.node.signer.verify(id, exp, sig) {
                 return Err(not_found());
             }
             true
@@ -79,7 +79,7 @@ pub async fn download(ctx: &mut Ctx, id: &str) -> ApiResult {
     } else {
         return Err(not_found());
     };
-    let (record, bytes) = ctx.state.service.attachment_for(id, caller.as_ref()).await?.ok_or_else(not_found)?;
+    let (record, bytes) = ctx.node.chat.attachment_for(id, caller.as_ref()).await?.ok_or_else(not_found)?;
     let disposition = if crate::attachments::is_image(&record.mime) { "inline" } else { "attachment" };
     let file_name: String =
         record.name.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' }).collect();

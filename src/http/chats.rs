@@ -19,7 +19,7 @@ struct OneChat {
 
 pub async fn list(ctx: &mut Ctx) -> ApiResult {
     let caller = ctx.caller().await?;
-    let chats = ctx.state.service.list_chats(&caller).await?;
+    let chats = ctx.node.chat.list_chats(&caller).await?;
     json(StatusCode::OK, &Chats { chats })
 }
 
@@ -34,7 +34,7 @@ pub async fn create(ctx: &mut Ctx) -> ApiResult {
     let caller = ctx.caller().await?;
     let body: CreateChat = ctx.json().await?;
     ctx.target(&body.participant_id);
-    let (chat, created) = ctx.state.service.create_chat(&caller, &body.participant_id, &body.course_id).await?;
+    let (chat, created) = ctx.node.chat.create_chat(&caller, &body.participant_id, &body.course_id).await?;
     ctx.target(&chat.id);
     json(if created { StatusCode::CREATED } else { StatusCode::OK }, &OneChat { chat })
 }
@@ -55,7 +55,7 @@ pub async fn messages(ctx: &mut Ctx, chat_id: &str) -> ApiResult {
     let before = seq_param(ctx, "before")?;
     let limit = seq_param(ctx, "limit")?.unwrap_or(50);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let page = ctx.state.service.history(&caller, chat_id, before, limit).await?;
+    let page = ctx.node.chat.history(&caller, chat_id, before, limit).await?;
     json(StatusCode::OK, &page)
 }
 
@@ -71,6 +71,6 @@ pub async fn read(ctx: &mut Ctx, chat_id: &str) -> ApiResult {
         ctx.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0")
             || ctx.headers.contains_key(hyper::header::TRANSFER_ENCODING);
     let body: ReadBody = if has_body { ctx.json().await? } else { ReadBody::default() };
-    ctx.state.service.mark_read(&caller, chat_id, body.seq).await?;
+    ctx.node.chat.mark_read(&caller, chat_id, body.seq).await?;
     no_content()
 }

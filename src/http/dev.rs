@@ -36,7 +36,7 @@ pub async fn token(ctx: &mut Ctx) -> ApiResult {
         .find(|u| u.id == body.user_id)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such demo user"))?;
     let (token, exp) = ctx
-        .state
+        .node
         .verifier
         .issue(&user.id, user.role, Some(&user.name), demo::TOKEN_TTL_SECS)
         .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "this server cannot issue tokens"))?;

@@ -26,11 +26,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use error::ApiError;
-pub use static_files::StaticFiles;
 
 use crate::auth::Caller;
 use crate::error::ErrorCode;
-use crate::server::AppState;
+use crate::node::Node;
 
 pub type Body = Full<Bytes>;
 pub type ApiResult = Result<Response<Body>, ApiError>;
@@ -40,7 +39,7 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 
 /// Everything a handler gets about its request.
 pub struct Ctx {
-    pub state: Arc<AppState>,
+    pub node: Arc<Node>,
     pub peer: SocketAddr,
     pub method: Method,
     pub path: String,
@@ -61,9 +60,9 @@ impl Ctx {
         if token.is_empty() {
             return Err(ApiError::new(ErrorCode::Unauthorized, "missing bearer token"));
         }
-        let identity = self.state.verifier.verify(token)?;
+        let identity = self.node.verifier.verify(token)?;
         self.audited_user = Some(identity.caller.user_id.clone());
-        if let Err(e) = self.state.service.sign_in(&identity.caller).await {
+        if let Err(e) = self.node.chat.sign_in(&identity.caller).await {
             tracing::warn!(error = %e, user = %identity.caller.user_id, "could not record the user");
         }
         Ok(identity.caller)
@@ -107,17 +106,13 @@ fn not_found() -> ApiResult {
 }
 
 /// The hyper service: every request of every connection comes through here.
-pub async fn handle(
-    state: Arc<AppState>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Result<Response<Body>, Infallible> {
+pub async fn handle(node: Arc<Node>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     if path == "/socket.io" || path == "/socket.io/" {
-        return Ok(socket::upgrade(state, req, peer).unwrap_or_else(ApiError::into_response));
+        return Ok(socket::upgrade(node, req, peer).unwrap_or_else(ApiError::into_response));
     }
     let origin = req.headers().get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let cors_origin = origin.filter(|o| !state.config.allowed_origins.is_empty() && state.config.origin_allowed(o));
+    let cors_origin = origin.filter(|o| !node.config.allowed_origins.is_empty() && node.config.origin_allowed(o));
     if req.method() == Method::OPTIONS && path.starts_with("/api/") {
         return Ok(with_cors(preflight(cors_origin.is_some()), cors_origin.as_deref()));
     }
@@ -125,7 +120,7 @@ pub async fn handle(
     let query = req.uri().query().map(parse_query).unwrap_or_default();
     let (parts, body) = req.into_parts();
     let mut ctx = Ctx {
-        state: state.clone(),
+        node: node.clone(),
         peer,
         method: parts.method,
         path,
@@ -147,7 +142,7 @@ pub async fn handle(
         .increment(1);
     if is_api {
         let action = format!("{} {}", ctx.method, ctx.path);
-        state.audit.record(&action, ctx.audited_user.as_deref(), ctx.audited_target.as_deref(), result, Some(peer));
+        node.audit.record(&action, ctx.audited_user.as_deref(), ctx.audited_target.as_deref(), result, Some(peer));
     }
     Ok(with_cors(response, cors_origin.as_deref()))
 }
@@ -181,12 +176,12 @@ async fn route(ctx: &mut Ctx) -> ApiResult {
             admin::delete_enrollment(ctx, user_id, course_id).await
         }
 
-        (&Method::GET, ["api", "dev", "users"]) if ctx.state.config.demo => dev::users(ctx).await,
-        (&Method::POST, ["api", "dev", "token"]) if ctx.state.config.demo => dev::token(ctx).await,
+        (&Method::GET, ["api", "dev", "users"]) if ctx.node.config.demo => dev::users(ctx).await,
+        (&Method::POST, ["api", "dev", "token"]) if ctx.node.config.demo => dev::token(ctx).await,
 
         (_, ["api", ..]) => not_found(),
-        (&Method::GET | &Method::HEAD, _) => match &ctx.state.web {
-            Some(web) => web.serve(&ctx.path).await,
+        (&Method::GET | &Method::HEAD, _) => match &ctx.node.config.web_dir {
+            Some(root) => static_files::serve(root, &ctx.path).await,
             None => not_found(),
         },
         _ => not_found(),

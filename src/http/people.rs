@@ -19,13 +19,13 @@ struct Students {
 
 pub async fn available_tutors(ctx: &mut Ctx) -> ApiResult {
     let caller = ctx.caller().await?;
-    let tutors = ctx.state.service.available_tutors(&caller).await?;
+    let tutors = ctx.node.chat.available_tutors(&caller).await?;
     json(StatusCode::OK, &Tutors { tutors })
 }
 
 pub async fn students(ctx: &mut Ctx) -> ApiResult {
     let caller = ctx.caller().await?;
-    let students = ctx.state.service.students(&caller).await?;
+    let students = ctx.node.chat.students(&caller).await?;
     json(StatusCode::OK, &Students { students })
 }
 
@@ -47,7 +47,7 @@ struct BlockBody {
 
 pub async fn list_blocks(ctx: &mut Ctx) -> ApiResult {
     let caller = ctx.caller().await?;
-    let blocks = ctx.state.service.blocks(&caller).await?;
+    let blocks = ctx.node.chat.blocks(&caller).await?;
     json(StatusCode::OK, &Blocks { blocks })
 }
 
@@ -55,13 +55,13 @@ pub async fn block(ctx: &mut Ctx) -> ApiResult {
     let caller = ctx.caller().await?;
     let body: BlockBody = ctx.json().await?;
     ctx.target(&body.user_id);
-    let (block, created) = ctx.state.service.block(&caller, &body.user_id).await?;
+    let (block, created) = ctx.node.chat.block(&caller, &body.user_id).await?;
     json(if created { StatusCode::CREATED } else { StatusCode::OK }, &OneBlock { block })
 }
 
 pub async fn unblock(ctx: &mut Ctx, user_id: &str) -> ApiResult {
     let caller = ctx.caller().await?;
     ctx.target(user_id);
-    ctx.state.service.unblock(&caller, user_id).await?;
+    ctx.node.chat.unblock(&caller, user_id).await?;
     no_content()
 }

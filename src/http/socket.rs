@@ -9,9 +9,9 @@ use hyper::{Request, Response};
 
 use super::{ApiError, Body};
 use crate::error::ErrorCode;
-use crate::server::AppState;
+use crate::node::Node;
 
-pub fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, ApiError> {
+pub fn upgrade(node: Arc<Node>, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, ApiError> {
     let query = req.uri().query().map(super::parse_query).unwrap_or_default();
     if query.get("transport").map(String::as_str) != Some("websocket") {
         return Err(ApiError::new(
@@ -26,18 +26,18 @@ pub fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>, peer: SocketAdd
         ));
     }
     if let Some(origin) = req.headers().get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        if !state.config.origin_allowed(origin) {
-            state.audit.record("socket_refused", None, None, "forbidden_origin", Some(peer));
+        if !node.config.origin_allowed(origin) {
+            node.audit.record("socket_refused", None, None, "forbidden_origin", Some(peer));
             return Err(ApiError::new(ErrorCode::Forbidden, "origin not allowed"));
         }
     }
-    if *state.drain.borrow() {
+    if node.is_draining() {
         return Err(ApiError::new(ErrorCode::Unavailable, "this node is draining"));
     }
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return Err(ApiError::new(ErrorCode::InvalidPayload, "expected a websocket upgrade request"));
     }
-    let Some(permit) = state.sessions.clone().try_acquire_owned().ok() else {
+    let Some(permit) = node.sessions.clone().try_acquire_owned().ok() else {
         return Err(ApiError::new(ErrorCode::Unavailable, "this node is at its connection limit"));
     };
     let (response, upgraded) = fastwebsockets::upgrade::upgrade(&mut req)
@@ -45,7 +45,7 @@ pub fn upgrade(state: Arc<AppState>, mut req: Request<Incoming>, peer: SocketAdd
     tokio::spawn(async move {
         let _permit = permit;
         match upgraded.await {
-            Ok(ws) => crate::session::run(ws, state, peer).await,
+            Ok(ws) => crate::session::run(ws, node, peer).await,
             Err(e) => tracing::debug!(%peer, error = %e, "websocket upgrade failed"),
         }
     });

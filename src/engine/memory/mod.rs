@@ -1,35 +1,24 @@
 //! The in-process engine: one node, nothing to install. The durable queue is redb in the data
-//! dir ([`log`]); presence, typing and rate limits are in memory ([`presence`], [`limiter`]) and
-//! the fan-out bus is a direct call into the local hub.
+//! dir ([`log`]); presence, typing and rate limits are in memory ([`presence`], [`typing`],
+//! [`limiter`]), the directory is the shared cache over the store ([`directory`]) and the
+//! fan-out bus is a direct call into the local hub ([`bus`]).
 
+pub mod bus;
 pub mod directory;
 pub mod limiter;
 pub mod log;
 pub mod presence;
+pub mod typing;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{Bus, Engine, EngineResult, Notice, Presenter, Timings};
-use crate::hub::{Delivery, Hub};
+use super::{Engine, EngineResult, Notice, Presenter, Timings};
+use crate::hub::Hub;
 use crate::store::Store;
-
-/// The bus of a single node: every event is local.
-pub struct LocalBus {
-    hub: Arc<Hub>,
-}
-
-#[async_trait]
-impl Bus for LocalBus {
-    async fn publish(&self, delivery: Delivery) -> EngineResult<()> {
-        self.hub.deliver(&delivery);
-        Ok(())
-    }
-}
 
 /// Limits of the in-process engine.
 #[derive(Debug, Clone, Copy)]
@@ -51,20 +40,17 @@ pub fn start(
     let (notices_tx, notices) = mpsc::channel(4096);
     let log = Arc::new(log::MemoryLog::open(data_dir, hub.clone(), limits.idempotency_window, presenter)?);
     let presence = Arc::new(presence::MemoryPresence::new(timings.presence_grace));
-    let typing = Arc::new(presence::MemoryTyping::new(timings.typing_ttl));
+    let typing = Arc::new(typing::MemoryTyping::new(timings.typing_ttl));
     let limiter = Arc::new(limiter::MemoryLimiter::new(limits.messages_per_second, limits.message_burst));
     tokio::spawn(run_timers(presence.clone(), typing.clone(), limiter.clone(), log.clone(), notices_tx));
     let engine = Engine {
         kind: "memory",
         log,
-        bus: Arc::new(LocalBus { hub }),
+        bus: Arc::new(bus::LocalBus::new(hub)),
         presence,
         typing,
         message_limiter: limiter,
-        directory: Arc::new(directory::CachedDirectory::new(
-            Arc::new(directory::StoreLookups(store)),
-            directory::CacheTimes::default(),
-        )),
+        directory: Arc::new(directory::directory(store)),
     };
     Ok((engine, notices))
 }
@@ -73,7 +59,7 @@ pub fn start(
 /// prunes what would otherwise accumulate (rate-limit keys, old idempotency entries).
 async fn run_timers(
     presence: Arc<presence::MemoryPresence>,
-    typing: Arc<presence::MemoryTyping>,
+    typing: Arc<typing::MemoryTyping>,
     limiter: Arc<limiter::MemoryLimiter>,
     log: Arc<log::MemoryLog>,
     notices: mpsc::Sender<Notice>,
@@ -129,6 +115,20 @@ mod tests {
         contract_tests::presence_suite(engine.presence.as_ref(), &mut notices, fast().presence_grace).await;
         contract_tests::typing_suite(engine.typing.as_ref(), &mut notices, fast().typing_ttl).await;
         contract_tests::rate_limiter_suite(engine.message_limiter.as_ref(), 20).await;
+    }
+
+    #[tokio::test]
+    async fn local_bus_passes_the_bus_contract() {
+        let hub = Hub::new();
+        let bus = bus::LocalBus::new(hub.clone());
+        contract_tests::bus_suite(&bus, &bus, &hub).await;
+    }
+
+    #[tokio::test]
+    async fn memory_directory_passes_the_directory_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        contract_tests::directory_suite(&directory::directory(store.clone()), store.as_ref()).await;
     }
 
     #[tokio::test]

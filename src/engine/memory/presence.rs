@@ -1,11 +1,8 @@
-//! Presence and typing state of one node, with their deadlines swept by the engine's timer task.
+//! Presence on one node, with its deadlines swept by the engine's timer task.
 //!
-//! Presence: a user is online while they have a socket. When the last one closes, the user
-//! stays online for the grace period; a socket opening within it cancels the offline (no flap).
-//! Entries exist only for users with a socket or in their grace period.
-//!
-//! Typing: one deadline per (chat, user), renewed by each `typing_start`; entries exist only
-//! while someone is typing.
+//! A user is online while they have a socket. When the last one closes, the user stays online
+//! for the grace period; a socket opening within it cancels the offline (no flap). Entries exist
+//! only for users with a socket or in their grace period.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,8 +11,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::engine::{EngineResult, Notice, Presence, Typing};
-use crate::hub::SocketId;
+use crate::engine::{EngineResult, Notice, Presence};
 use crate::model::time::Timestamp;
 
 struct PresenceEntry {
@@ -78,43 +74,5 @@ impl Presence for MemoryPresence {
     async fn online(&self, users: &[String]) -> EngineResult<Vec<bool>> {
         let map = self.users.lock();
         Ok(users.iter().map(|u| map.contains_key(u)).collect())
-    }
-}
-
-pub struct MemoryTyping {
-    typing: Mutex<HashMap<(String, String), (Instant, SocketId)>>,
-    ttl: Duration,
-}
-
-impl MemoryTyping {
-    pub fn new(ttl: Duration) -> Self {
-        MemoryTyping { typing: Mutex::new(HashMap::new()), ttl }
-    }
-
-    /// Expires the typing states that were not renewed in time.
-    pub fn sweep(&self, now: Instant) -> Vec<Notice> {
-        let mut expired = Vec::new();
-        self.typing.lock().retain(|(chat_id, user), (deadline, origin)| {
-            if *deadline <= now {
-                expired.push(Notice::TypingExpired { chat_id: chat_id.clone(), user: user.clone(), origin: *origin });
-                false
-            } else {
-                true
-            }
-        });
-        expired
-    }
-}
-
-#[async_trait]
-impl Typing for MemoryTyping {
-    async fn start(&self, chat_id: &str, user: &str, origin: SocketId) -> EngineResult<bool> {
-        let deadline = Instant::now() + self.ttl;
-        let previous = self.typing.lock().insert((chat_id.to_owned(), user.to_owned()), (deadline, origin));
-        Ok(previous.is_none())
-    }
-
-    async fn stop(&self, chat_id: &str, user: &str) -> EngineResult<bool> {
-        Ok(self.typing.lock().remove(&(chat_id.to_owned(), user.to_owned())).is_some())
     }
 }

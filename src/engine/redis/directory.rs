@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::Redis;
-use crate::engine::memory::directory::{CachedDirectory, Lookups};
+use crate::engine::directory::{CachedDirectory, Lookups};
 use crate::engine::{Directory, EngineResult, Invalidation};
 use crate::model::{Chat, Course};
 use crate::store::{Store, StoreError};

@@ -2,23 +2,26 @@
 //!
 //! - [`log`]: one Lua script per send (dedupe, seq, XADD to the shard's stream, recent window,
 //!   PUBLISH); persisters on every node read the streams through one consumer group.
-//! - [`fanout`]: per-user and per-chat pub/sub channels on one subscriber connection per node,
-//!   resubscribed after Redis restarts, with gap filling from the recent window.
-//! - [`presence`]: sockets per user per node, node heartbeats, grace periods and typing
-//!   deadlines as Redis state whose timers every node sweeps (each due timer claimed once).
+//! - [`bus`]: per-user and per-chat pub/sub channels on one subscriber connection per node,
+//!   resubscribed after Redis restarts; [`gaps`] fills what pub/sub lost from the recent window.
+//! - [`presence`] and [`typing`]: sockets per user per node, node heartbeats, grace periods and
+//!   typing deadlines as Redis state whose timers every node sweeps (each due timer claimed once).
 //! - [`limiter`]: GCRA rate limits shared by all nodes.
 //! - [`directory`]: the directory cache read through Redis, invalidated on every node.
+//! - [`keys`]: the key and channel layout.
 //!
 //! Every call has a deadline (`CHAT_REDIS_TIMEOUT_MS`): when Redis is away, calls fail
 //! `unavailable` instead of hanging, and the node recovers by itself when Redis returns.
 //! docs/REDIS.md describes the key layout, the channels and the failure cases.
 
+pub mod bus;
 pub mod directory;
-pub mod fanout;
+pub mod gaps;
 pub mod keys;
 pub mod limiter;
 pub mod log;
 pub mod presence;
+pub mod typing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use redis::aio::MultiplexedConnection;
 use redis::FromRedisValue;
 use tokio::sync::mpsc;
 
+use super::directory::{CacheTimes, CachedDirectory};
 use super::{Engine, EngineError, EngineResult, Notice, Presenter, Timings};
 use crate::hub::Hub;
 use crate::store::Store;
@@ -236,9 +240,9 @@ pub async fn start(
     redis.ping().await.map_err(|e| EngineError::Unavailable(format!("{e} (CHAT_REDIS_URL {})", options.url)))?;
     let log = Arc::new(log::RedisLog::new(redis.clone(), store.clone(), &options, presenter.clone()));
     log.create_groups().await?;
-    let cache = Arc::new(crate::engine::memory::directory::CachedDirectory::new(
+    let cache = Arc::new(CachedDirectory::new(
         Arc::new(directory::SharedLookups::new(redis.clone(), store.clone())),
-        crate::engine::memory::directory::CacheTimes::default(),
+        CacheTimes::default(),
     ));
     let presence = Arc::new(presence::RedisPresence::new(
         redis.clone(),
@@ -247,32 +251,24 @@ pub async fn start(
         options.node_dead_after,
         hub.clone(),
     ));
-    let fanout = fanout::Fanout::new(
-        redis.clone(),
-        &options.url,
-        hub.clone(),
-        log.clone(),
-        store.clone(),
-        cache.clone(),
-        presence.clone(),
-        presenter,
-    )?;
+    let gaps = gaps::Gaps::new(hub.clone(), log.clone(), store, presenter);
+    let bus = bus::RedisBus::new(redis.clone(), &options.url, hub, cache.clone(), gaps)?;
     presence.forget_previous_life().await?;
     let (notices_tx, notices) = mpsc::channel(4096);
     let tasks = Tasks(vec![
-        tokio::spawn(fanout.clone().run()),
-        tokio::spawn(presence.clone().run_timers(log.clone(), notices_tx)),
+        tokio::spawn(bus.clone().run()),
+        tokio::spawn(presence.clone().run_timers(log.clone(), notices_tx, bus.reconnected())),
     ]);
     // No socket is accepted before the node listens on pub/sub: its first events would be lost.
-    if !fanout.wait_subscribed(options.timeout * 5).await {
+    if !bus.wait_subscribed(options.timeout * 5).await {
         tracing::warn!("the Redis subscriber is not connected yet; starting anyway (it keeps trying)");
     }
     let engine = Engine {
         kind: "redis",
         log,
-        bus: fanout,
-        presence: presence.clone(),
-        typing: Arc::new(presence::RedisTyping::new(redis.clone(), timings.typing_ttl)),
+        bus,
+        presence,
+        typing: Arc::new(typing::RedisTyping::new(redis.clone(), timings.typing_ttl)),
         message_limiter: Arc::new(limiter::RedisLimiter::new(
             redis.clone(),
             options.messages_per_second,
@@ -361,6 +357,7 @@ mod tests {
         notices: mpsc::Receiver<Notice>,
         tasks: Tasks,
         hub: Arc<Hub>,
+        store: Arc<dyn Store>,
         _dir: tempfile::TempDir,
     }
 
@@ -369,8 +366,8 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         let hub = Hub::new();
         let (engine, notices, tasks) =
-            start(testing::options(prefix, name), hub.clone(), store, fast(), Arc::new(|_| {})).await.unwrap();
-        Node { engine, notices, tasks, hub, _dir: dir }
+            start(testing::options(prefix, name), hub.clone(), store.clone(), fast(), Arc::new(|_| {})).await.unwrap();
+        Node { engine, notices, tasks, hub, store, _dir: dir }
     }
 
     async fn finish(nodes: &[&Node], prefix: &str) {
@@ -389,7 +386,7 @@ mod tests {
         let bus = n.engine.bus.clone();
         let watch = move |user: String| {
             let bus = bus.clone();
-            async move { bus.watch(Topic::User(user)).await.unwrap() }
+            async move { bus.subscribe(&Topic::User(user)).await.unwrap() }
         };
         contract_tests::message_log_suite(n.engine.log.as_ref(), &n.hub, &watch).await;
         finish(&[&n], &prefix).await;
@@ -481,32 +478,21 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_user_leaving_and_coming_back_at_once_stays_subscribed() {
+    async fn redis_bus_passes_the_bus_contract() {
+        let (prefix, _guard) = testing::isolated();
+        let listener = node(&prefix, "a").await;
+        let publisher = node(&prefix, "b").await;
+        tokio::time::sleep(Duration::from_millis(300)).await; // subscribers connected
+        contract_tests::bus_suite(publisher.engine.bus.as_ref(), listener.engine.bus.as_ref(), &listener.hub).await;
+        finish(&[&listener, &publisher], &prefix).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_directory_passes_the_directory_contract() {
         let (prefix, _guard) = testing::isolated();
         let n = node(&prefix, "a").await;
-        let sender = node(&prefix, "b").await;
-        tokio::time::sleep(Duration::from_millis(300)).await; // subscribers connected
-        let (tx, mut rx) = mpsc::channel(64);
-        n.hub.register(Arc::new(crate::hub::SocketHandle::new(5, "u1".into(), tx)));
-        let topic = || Topic::User("u1".into());
-        n.engine.bus.watch(topic()).await.unwrap();
-        for _ in 0..50 {
-            // A page reload: the old socket's goodbye races the new socket's hello.
-            let (bus_a, bus_b) = (n.engine.bus.clone(), n.engine.bus.clone());
-            let gone = tokio::spawn(async move { bus_a.unwatch(topic()).await });
-            let back = tokio::spawn(async move { bus_b.watch(topic()).await.unwrap() });
-            let _ = tokio::join!(gone, back);
-        }
-        let frame = bytes::Bytes::from_static(b"42[\"ping\"]");
-        let delivery = crate::hub::Delivery {
-            target: crate::hub::Target::Users(vec!["u1".into()]),
-            except: None,
-            frame: frame.clone(),
-        };
-        sender.engine.bus.publish(delivery).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.expect("still subscribed");
-        assert_eq!(got, Some(frame));
-        finish(&[&n, &sender], &prefix).await;
+        contract_tests::directory_suite(n.engine.directory.as_ref(), n.store.as_ref()).await;
+        finish(&[&n], &prefix).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

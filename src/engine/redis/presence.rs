@@ -1,10 +1,10 @@
-//! Presence and typing across nodes.
+//! Presence across nodes, and the timers of presence and typing.
 //!
-//! Presence: each user's sockets are counted per node in a hash; a user is online while any
-//! node counts a socket, or during the grace period after the last one closed (the leaving set).
-//! Typing: a key with a TTL per (chat, user), plus a deadline in the shard's typing-due set.
+//! Each user's sockets are counted per node in a hash; a user is online while any node counts a
+//! socket, or during the grace period after the last one closed (the leaving set).
 //!
-//! Timers: every node sweeps every shard twice a second; the sweep script removes what it
+//! Timers: every node sweeps every shard twice a second, for ended grace periods and for typing
+//! states past their deadline ([`typing`](super::typing)); the sweep script removes what it
 //! returns, so each expiry is announced by exactly one node. Nodes beat into the live-nodes set
 //! every [`HEARTBEAT`]; a node silent for `CHAT_NODE_DEAD_AFTER` (10 s) is dead, and the first
 //! survivor to notice removes its sockets: its users go offline within dead-after + 2.5 s.
@@ -18,8 +18,10 @@ use redis::Script;
 use tokio::sync::mpsc;
 
 use super::Redis;
-use crate::engine::{EngineResult, MessageLog, Notice, Presence, Timings, Typing};
-use crate::hub::{Hub, SocketId};
+use tokio::sync::Notify;
+
+use crate::engine::{EngineResult, MessageLog, Notice, Presence, Timings};
+use crate::hub::Hub;
 use crate::model::time::Timestamp;
 
 static CONNECTED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/connected.lua")));
@@ -27,8 +29,6 @@ static DISCONNECTED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str
 static NODE_GONE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/node_gone.lua")));
 static BEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
-static TYPING_START: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/typing_start.lua")));
-static TYPING_STOP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/typing_stop.lua")));
 
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -157,14 +157,29 @@ impl RedisPresence {
         Ok(())
     }
 
-    /// The node's presence timers, until the notice receiver is dropped.
-    pub async fn run_timers(self: Arc<Self>, log: Arc<dyn MessageLog>, notices: mpsc::Sender<Notice>) {
+    /// The node's presence and typing timers, until the notice receiver is dropped. Presence is
+    /// rewritten every [`REASSERT_EVERY`], and at once when `reconnected` is told.
+    pub async fn run_timers(
+        self: Arc<Self>,
+        log: Arc<dyn MessageLog>,
+        notices: mpsc::Sender<Notice>,
+        reconnected: Arc<Notify>,
+    ) {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_beat = tokio::time::Instant::now() - HEARTBEAT;
         let mut last_reassert = tokio::time::Instant::now();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = reconnected.notified() => {
+                    last_reassert = tokio::time::Instant::now();
+                    if let Err(e) = self.reassert().await {
+                        tracing::warn!(error = %e, "rewriting this node's presence failed");
+                    }
+                    continue;
+                }
+            }
             match self.sweep().await {
                 Ok(due) => {
                     for notice in due {
@@ -223,39 +238,5 @@ impl Presence for RedisPresence {
             .chunks_exact(2)
             .map(|pair| matches!(pair[0], redis::Value::Int(1)) || !matches!(pair[1], redis::Value::Nil))
             .collect())
-    }
-}
-
-pub struct RedisTyping {
-    redis: Redis,
-    ttl_ms: String,
-}
-
-impl RedisTyping {
-    pub fn new(redis: Redis, ttl: Duration) -> Self {
-        RedisTyping { redis, ttl_ms: ttl.as_millis().max(1).to_string() }
-    }
-
-    fn keys(&self, chat_id: &str, user: &str) -> [String; 3] {
-        let keys = &self.redis.keys;
-        let shard = keys.shard_of(chat_id);
-        [keys.typing(chat_id, user), keys.typing_due(shard), keys.typing_origin(shard)]
-    }
-}
-
-#[async_trait]
-impl Typing for RedisTyping {
-    async fn start(&self, chat_id: &str, user: &str, origin: SocketId) -> EngineResult<bool> {
-        let member = format!("{chat_id}\n{user}");
-        let origin = origin.to_string();
-        let args: [&[u8]; 3] = [origin.as_bytes(), self.ttl_ms.as_bytes(), member.as_bytes()];
-        let new: i64 = self.redis.script(&TYPING_START, &self.keys(chat_id, user), &args).await?;
-        Ok(new == 1)
-    }
-
-    async fn stop(&self, chat_id: &str, user: &str) -> EngineResult<bool> {
-        let member = format!("{chat_id}\n{user}");
-        let had: i64 = self.redis.script(&TYPING_STOP, &self.keys(chat_id, user), &[member.as_bytes()]).await?;
-        Ok(had == 1)
     }
 }

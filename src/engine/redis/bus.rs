@@ -1,4 +1,4 @@
-//! Fan-out across nodes over Redis pub/sub.
+//! The bus across nodes: Redis pub/sub.
 //!
 //! Channels: one per user (`<prefix>u:<user>`: message_received, message_read, user_online and
 //! user_offline reach every socket of the user) and one per chat room (`<prefix>c:<chat>`:
@@ -11,13 +11,12 @@
 //! it), `E|<except>|<frame>` for every other event; `except` is the socket that must not get the
 //! event (0: none).
 //!
-//! Pub/sub is at most once. The node remembers, per (user, chat), the last seq its sockets got;
-//! when the next one jumps, the missing messages are read from the recent window (or the store)
-//! and delivered first. After the subscriber connection comes back, every remembered (user,
-//! chat) is caught up the same way, the directory cache is dropped (invalidations may have been
-//! missed) and the node rewrites its share of presence.
+//! Pub/sub is at most once; [`gaps`](super::gaps) fills what a lost connection dropped. After the
+//! subscriber connection comes back, the directory cache is dropped (invalidations may have been
+//! missed), every tracked (user, chat) is caught up and presence is told to rewrite this node's
+//! share.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,18 +25,15 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::PubSubSink;
+use tokio::sync::Notify;
 
 use super::directory::decode_invalidation;
+use super::gaps::Gaps;
 use super::keys::Channel;
-use super::log::RedisLog;
-use super::presence::RedisPresence;
 use super::{unavailable, Redis};
-use crate::engine::memory::directory::CachedDirectory;
-use crate::engine::{messages_after, Bus, EngineError, EngineResult, Presenter, Topic};
-use crate::events::message_received_frame;
+use crate::engine::directory::CachedDirectory;
+use crate::engine::{Bus, EngineResult, Topic};
 use crate::hub::{Delivery, Hub, SocketId, Target};
-use crate::model::Message;
-use crate::store::Store;
 
 /// How often the subscriber connection is pinged; no answer within the Redis timeout means it
 /// is dead and is replaced.
@@ -46,38 +42,22 @@ const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// Channels per SUBSCRIBE when resubscribing.
 const SUBSCRIBE_CHUNK: usize = 1000;
-/// Most messages one catch-up delivers to a (user, chat); a client that missed more recovers
-/// through `join_chat {lastSeq}` (its `hasMore`).
-const CATCH_UP_LIMIT: usize = 500;
-/// Most missed messages delivered live to a (user, chat); beyond, the sockets resync.
-const CATCH_UP_DELIVER: usize = 64;
 
-pub struct Fanout {
+pub struct RedisBus {
     redis: Redis,
     client: redis::Client,
     hub: Arc<Hub>,
-    log: Arc<RedisLog>,
-    store: Arc<dyn Store>,
+    /// Forgets what the invalidation channel announces.
     cache: Arc<CachedDirectory>,
-    presence: Arc<RedisPresence>,
-    presenter: Presenter,
-    /// Channel → sockets of this node listening to it. Held across the SUBSCRIBE or UNSUBSCRIBE
-    /// a change needs, so that a user leaving and coming back at once cannot end unsubscribed.
-    interest: tokio::sync::Mutex<HashMap<String, usize>>,
+    gaps: Gaps,
+    /// The channels this node is subscribed to (one per topic it holds a socket of), which the
+    /// subscriber subscribes to again when it reconnects. Held across a SUBSCRIBE or UNSUBSCRIBE,
+    /// so a change and a reconnect's resubscribe do not interleave.
+    channels: tokio::sync::Mutex<HashSet<String>>,
     /// The subscriber connection's command side, while connected.
     sink: Mutex<Option<PubSubSink>>,
-    /// (user, chat) → what this node's sockets of the user got.
-    seen: Mutex<HashMap<(String, String), Seen>>,
-}
-
-/// What a user's sockets on this node got of one chat.
-#[derive(Debug, Clone, Copy, Default)]
-struct Seen {
-    /// The highest seq delivered (or known to the sockets from `join_chat`): a later seq that is
-    /// not the next one is a gap.
-    last: u64,
-    /// The highest seq a catch-up delivered: pub/sub copies up to it arriving late are dropped.
-    filled: u64,
+    /// Told each time the subscriber is back after losing its connection.
+    reconnected: Arc<Notify>,
 }
 
 /// One pub/sub payload, parsed.
@@ -115,32 +95,31 @@ fn event_payload(except: Option<SocketId>, frame: &[u8]) -> Vec<u8> {
     out
 }
 
-impl Fanout {
-    #[allow(clippy::too_many_arguments)]
+impl RedisBus {
     pub fn new(
         redis: Redis,
         url: &str,
         hub: Arc<Hub>,
-        log: Arc<RedisLog>,
-        store: Arc<dyn Store>,
         cache: Arc<CachedDirectory>,
-        presence: Arc<RedisPresence>,
-        presenter: Presenter,
+        gaps: Gaps,
     ) -> EngineResult<Arc<Self>> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        Ok(Arc::new(Fanout {
+        Ok(Arc::new(RedisBus {
             redis,
             client,
             hub,
-            log,
-            store,
             cache,
-            presence,
-            presenter,
-            interest: tokio::sync::Mutex::new(HashMap::new()),
+            gaps,
+            channels: tokio::sync::Mutex::new(HashSet::new()),
             sink: Mutex::new(None),
-            seen: Mutex::new(HashMap::new()),
+            reconnected: Arc::new(Notify::new()),
         }))
+    }
+
+    /// Notified each time the subscriber is back after losing its connection (whatever this node
+    /// wrote to Redis while it was away may be gone).
+    pub fn reconnected(&self) -> Arc<Notify> {
+        self.reconnected.clone()
     }
 
     /// Waits until the subscriber connection is up, at most `within`; false when it is not.
@@ -189,9 +168,9 @@ impl Fanout {
         let (mut sink, mut stream) = pubsub.split();
         sink.subscribe(self.redis.keys.invalidation_channel()).await.map_err(unavailable)?;
         let channels: Vec<String> = {
-            let interest = self.interest.lock().await;
+            let subscribed = self.channels.lock().await;
             *self.sink.lock() = Some(sink.clone());
-            let channels: Vec<String> = interest.keys().cloned().collect();
+            let channels: Vec<String> = subscribed.iter().cloned().collect();
             for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
                 tokio::time::timeout(timeout * 5, sink.subscribe(chunk))
                     .await
@@ -239,13 +218,8 @@ impl Fanout {
     /// After the subscriber was away: what may have been missed.
     async fn recover(&self) {
         self.cache.forget_all();
-        if let Err(e) = self.presence.reassert().await {
-            tracing::warn!(error = %e, "rewriting this node's presence failed");
-        }
-        let tracked: Vec<((String, String), u64)> = self.seen.lock().iter().map(|(k, v)| (k.clone(), v.last)).collect();
-        for ((user, chat_id), last) in tracked {
-            self.catch_up(&user, &chat_id, last, None).await;
-        }
+        self.reconnected.notify_one();
+        self.gaps.recover().await;
     }
 
     async fn handle(&self, channel: &str, payload: &[u8]) {
@@ -257,15 +231,7 @@ impl Fanout {
             }
             Some(Channel::User(user)) => match parse(payload) {
                 Some(Payload::Message { except, chat_id, seq, frame }) => {
-                    let seen = self.seen.lock().get(&(user.to_owned(), chat_id.to_owned())).copied();
-                    if seen.is_some_and(|s| seq <= s.filled) {
-                        return; // a catch-up delivered it already
-                    }
-                    if let Some(seen) = seen.filter(|s| seq > s.last + 1) {
-                        self.catch_up(user, chat_id, seen.last, Some(seq)).await;
-                    }
-                    self.deliver(Target::Users(vec![user.to_owned()]), except, frame);
-                    self.note_seen(user, chat_id, seq, false);
+                    self.gaps.deliver(user, chat_id, seq, (except != 0).then_some(except), frame).await
                 }
                 Some(Payload::Event { except, frame }) => {
                     self.deliver(Target::Users(vec![user.to_owned()]), except, frame)
@@ -284,53 +250,10 @@ impl Fanout {
         let except = (except != 0).then_some(except);
         self.hub.deliver(&Delivery { target, except, frame: Bytes::copy_from_slice(frame) });
     }
-
-    fn note_seen(&self, user: &str, chat_id: &str, seq: u64, filled: bool) {
-        let mut seen = self.seen.lock();
-        let entry = seen.entry((user.to_owned(), chat_id.to_owned())).or_default();
-        entry.last = entry.last.max(seq);
-        if filled {
-            entry.filled = entry.filled.max(seq);
-        }
-    }
-
-    /// Delivers to `user`'s sockets the messages of `chat_id` after `last` (and before `until`),
-    /// which pub/sub lost.
-    async fn catch_up(&self, user: &str, chat_id: &str, last: u64, until: Option<u64>) {
-        let read = messages_after::<EngineError>(self.log.as_ref(), self.store.as_ref(), chat_id, last, CATCH_UP_LIMIT);
-        let missed = match read.await {
-            Ok(missed) => missed,
-            Err(e) => {
-                tracing::warn!(error = %e, chat_id, "could not fill a gap in the fan-out");
-                return;
-            }
-        };
-        let missed: Vec<Message> = missed.into_iter().filter(|m| until.is_none_or(|u| m.seq < u)).collect();
-        if missed.is_empty() {
-            return;
-        }
-        metrics::counter!("coursechat_fanout_gap_messages_total").increment(missed.len() as u64);
-        if missed.len() > CATCH_UP_DELIVER {
-            // More than a socket's queue should take at once: the user's sockets reconnect and
-            // recover through `join_chat {lastSeq}`, which pages.
-            tracing::info!(user, chat_id, missed = missed.len(), "gap too large to fill live: sockets resync");
-            self.hub.resync_user(user);
-            self.seen.lock().retain(|(u, _), _| u != user);
-            return;
-        }
-        for mut message in missed {
-            let seq = message.seq;
-            (self.presenter)(&mut message);
-            let Ok(json) = serde_json::to_vec(&message) else { continue };
-            let frame = message_received_frame(&json);
-            self.hub.deliver(&Delivery { target: Target::Users(vec![user.to_owned()]), except: None, frame });
-            self.note_seen(user, chat_id, seq, true);
-        }
-    }
 }
 
 #[async_trait]
-impl Bus for Fanout {
+impl Bus for RedisBus {
     async fn publish(&self, delivery: Delivery) -> EngineResult<()> {
         let payload = event_payload(delivery.except, &delivery.frame);
         let mut pipe = redis::pipe();
@@ -347,44 +270,32 @@ impl Bus for Fanout {
         self.redis.pipeline::<()>(pipe).await
     }
 
-    async fn watch(&self, topic: Topic) -> EngineResult<()> {
-        let channel = self.channel(&topic);
-        let mut interest = self.interest.lock().await;
-        let count = interest.entry(channel.clone()).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            // Not connected: the subscriber subscribes to every interest when it is back.
-            let sink = self.sink.lock().clone();
-            if let Some(mut sink) = sink {
-                match tokio::time::timeout(self.redis.timeout(), sink.subscribe(&channel)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, channel, "subscribe failed"),
-                    Err(_) => tracing::warn!(channel, "subscribe timed out"),
-                }
+    async fn subscribe(&self, topic: &Topic) -> EngineResult<()> {
+        let channel = self.channel(topic);
+        let mut channels = self.channels.lock().await;
+        if !channels.insert(channel.clone()) {
+            return Ok(());
+        }
+        // Not connected: the subscriber subscribes to every channel when it is back.
+        let sink = self.sink.lock().clone();
+        if let Some(mut sink) = sink {
+            match tokio::time::timeout(self.redis.timeout(), sink.subscribe(&channel)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, channel, "subscribe failed"),
+                Err(_) => tracing::warn!(channel, "subscribe timed out"),
             }
         }
         Ok(())
     }
 
-    async fn unwatch(&self, topic: Topic) {
-        let channel = self.channel(&topic);
-        let mut interest = self.interest.lock().await;
-        let last = match interest.get_mut(&channel) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                false
-            }
-            Some(_) => {
-                interest.remove(&channel);
-                true
-            }
-            None => false,
-        };
-        if !last {
+    async fn unsubscribe(&self, topic: &Topic) {
+        let channel = self.channel(topic);
+        let mut channels = self.channels.lock().await;
+        if !channels.remove(&channel) {
             return;
         }
-        if let Topic::User(user) = &topic {
-            self.seen.lock().retain(|(u, _), _| u != user);
+        if let Topic::User(user) = topic {
+            self.gaps.forget(user);
         }
         let sink = self.sink.lock().clone();
         if let Some(mut sink) = sink {
@@ -392,10 +303,10 @@ impl Bus for Fanout {
         }
     }
 
-    /// Called for sockets of this node only, so `user` is watched here (and forgotten with its
-    /// last socket).
+    /// Called for sockets of this node only, so `user` is subscribed here (and forgotten with
+    /// its last socket).
     fn track(&self, user: &str, chat_id: &str, seq: u64) {
-        self.note_seen(user, chat_id, seq, false);
+        self.gaps.track(user, chat_id, seq);
     }
 }
 

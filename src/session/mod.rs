@@ -1,0 +1,278 @@
+//! One socket: the Engine.IO handshake and heartbeat, the Socket.IO CONNECT with its token
+//! ([`connect`]), the client's events ([`dispatch`]), the bounded write queue and the token's
+//! expiry, over the websocket [`transport`].
+//!
+//! One task per socket, one timer. The task selects over: the node's drain signal, the hub's
+//! slow-consumer signal, the next websocket frame, the write queue, and the timer (next ping,
+//! pong deadline, CONNECT deadline or token expiry, whichever is first). Every packet the session
+//! writes is encoded by [`crate::protocol`] (through [`crate::events`] for Socket.IO ones).
+//!
+//! A second transport (HTTP long-polling) would feed the same packets in and drain the same
+//! write queue.
+
+mod connect;
+mod dispatch;
+mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use fastwebsockets::{WebSocket, WebSocketError};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use crate::auth::Caller;
+use crate::error::{ErrorBody, ErrorCode};
+use crate::events::{disconnect, error_event};
+use crate::hub::SocketHandle;
+use crate::node::Node;
+use crate::protocol::{EioPacket, OpenPacket, SioHeader, SioKind};
+use transport::{read_next, End, Incoming, Stream, Transport};
+
+/// The state of one authenticated socket.
+struct Connected {
+    caller: Caller,
+    handle: Arc<SocketHandle>,
+    /// When the token expires (the socket is then told and disconnected).
+    expires_at: Instant,
+}
+
+struct Session {
+    node: Arc<Node>,
+    peer: SocketAddr,
+    socket_id: u64,
+    transport: Transport,
+    /// Frames for this socket, from the hub (bounded: a full queue is a slow consumer).
+    outbound: mpsc::Receiver<Bytes>,
+    /// The queue's sending side, until CONNECT hands it to the hub.
+    outbound_tx: Option<mpsc::Sender<Bytes>>,
+    connected: Option<Connected>,
+    /// When the last ping went out and whether its pong is still due.
+    ping_sent_at: Instant,
+    awaiting_pong: bool,
+    connect_deadline: Instant,
+}
+
+enum Flow {
+    Continue,
+    End(End),
+}
+
+/// Serves one upgraded websocket until it closes.
+pub async fn run(ws: WebSocket<Stream>, node: Arc<Node>, peer: SocketAddr) {
+    let socket_id: u64 = rand::random();
+    let limits = &node.config.limits;
+    let (mut reader, writer) = ws.split(tokio::io::split);
+    reader.set_auto_close(false);
+    reader.set_auto_pong(false);
+    reader.set_max_message_size(limits.max_frame_bytes + 1);
+    let (outbound_tx, outbound) = mpsc::channel(limits.socket_queue.max(1));
+    let now = Instant::now();
+    let mut session = Session {
+        connect_deadline: now + std::time::Duration::from_millis(limits.connect_timeout_ms),
+        transport: Transport::new(writer, limits.max_frame_bytes, limits.ping_timeout()),
+        node,
+        peer,
+        socket_id,
+        outbound,
+        outbound_tx: Some(outbound_tx),
+        connected: None,
+        ping_sent_at: now,
+        awaiting_pong: false,
+    };
+    metrics::gauge!("coursechat_connections").increment(1.0);
+    let end = session.serve(reader).await;
+    session.finish(end).await;
+    metrics::gauge!("coursechat_connections").decrement(1.0);
+}
+
+impl Session {
+    async fn serve(&mut self, reader: transport::Reader) -> End {
+        let sid = format!("{:016x}", self.socket_id);
+        let limits = &self.node.config.limits;
+        let open = OpenPacket {
+            sid: &sid,
+            upgrades: [],
+            ping_interval: limits.ping_interval_ms,
+            ping_timeout: limits.ping_timeout_ms,
+            max_payload: limits.max_frame_bytes,
+        };
+        if self.transport.write(&open.encode()).await.is_err() {
+            return End::TransportError;
+        }
+        self.ping_sent_at = Instant::now();
+        let mut drain = self.node.drain.subscribe();
+        let mut read = read_next(reader);
+        let timer = sleep_until(self.next_deadline());
+        tokio::pin!(timer);
+        loop {
+            timer.as_mut().reset(self.next_deadline());
+            let slow = async {
+                match &self.connected {
+                    Some(c) => c.handle.close_requested().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let flow = tokio::select! {
+                biased;
+                _ = crate::shutdown::flagged(&mut drain) => Flow::End(End::Drain),
+                _ = slow => Flow::End(End::SlowConsumer),
+                (reader, result) = &mut read => {
+                    read = read_next(reader);
+                    match result {
+                        Ok((opcode, fin, payload)) => match self.transport.on_frame(opcode, fin, payload).await {
+                            Incoming::Text(text) => self.on_packet(text).await,
+                            Incoming::Nothing => Flow::Continue,
+                            Incoming::End(end) => Flow::End(end),
+                        },
+                        Err(e) => {
+                            tracing::debug!(peer = %self.peer, error = %e, "websocket read ended");
+                            Flow::End(if matches!(e, WebSocketError::FrameTooLarge) { End::ProtocolError } else { End::TransportError })
+                        }
+                    }
+                }
+                Some(frame) = self.outbound.recv() => self.flush(frame).await,
+                _ = &mut timer => self.on_timer().await,
+            };
+            if let Flow::End(end) = flow {
+                return end;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let limits = &self.node.config.limits;
+        let ping = if self.awaiting_pong {
+            self.ping_sent_at + limits.ping_timeout()
+        } else {
+            self.ping_sent_at + limits.ping_interval()
+        };
+        match &self.connected {
+            Some(c) => ping.min(c.expires_at),
+            None => ping.min(self.connect_deadline),
+        }
+    }
+
+    /// The heartbeat (ping, then the pong deadline), the CONNECT deadline and the token's expiry.
+    async fn on_timer(&mut self) -> Flow {
+        let now = Instant::now();
+        if let Some(c) = &self.connected {
+            if c.expires_at <= now {
+                let body = ErrorBody::new(ErrorCode::TokenExpired, "the token has expired");
+                let _ = self.write(&error_event(&body, None)).await;
+                let _ = self.write(&disconnect()).await;
+                return Flow::End(End::TokenExpired);
+            }
+        } else if self.connect_deadline <= now {
+            return Flow::End(End::ConnectTimeout);
+        }
+        let limits = &self.node.config.limits;
+        if self.awaiting_pong {
+            if self.ping_sent_at + limits.ping_timeout() <= now {
+                return Flow::End(End::PingTimeout);
+            }
+        } else if self.ping_sent_at + limits.ping_interval() <= now {
+            self.awaiting_pong = true;
+            self.ping_sent_at = now;
+            return self.send(&EioPacket::Ping(b"").encode()).await;
+        }
+        Flow::Continue
+    }
+
+    /// Writes a queued frame and whatever else is already queued behind it.
+    async fn flush(&mut self, first: Bytes) -> Flow {
+        if let Flow::End(end) = self.send(&first).await {
+            return Flow::End(end);
+        }
+        for _ in 0..64 {
+            match self.outbound.try_recv() {
+                Ok(frame) => {
+                    if let Flow::End(end) = self.send(&frame).await {
+                        return Flow::End(end);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn write(&mut self, frame: &[u8]) -> Result<(), WebSocketError> {
+        self.transport.write(frame).await
+    }
+
+    /// Writes a frame; a failed write ends the session.
+    async fn send(&mut self, frame: &[u8]) -> Flow {
+        match self.transport.write(frame).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::End(self.transport.failure()),
+        }
+    }
+
+    /// One Engine.IO packet.
+    async fn on_packet(&mut self, mut payload: BytesMut) -> Flow {
+        let packet = match EioPacket::decode(&payload) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "bad Engine.IO packet");
+                return Flow::End(End::ProtocolError);
+            }
+        };
+        match packet {
+            EioPacket::Pong(_) => {
+                self.awaiting_pong = false;
+                Flow::Continue
+            }
+            EioPacket::Ping(data) => {
+                let pong = EioPacket::Pong(data).encode();
+                self.send(&pong).await
+            }
+            EioPacket::Close => Flow::End(End::ClientClosed),
+            EioPacket::Upgrade | EioPacket::Noop => Flow::Continue,
+            EioPacket::Open(_) => Flow::End(End::ProtocolError),
+            // The Socket.IO packet is everything after the Engine.IO type byte.
+            EioPacket::Message(_) => self.on_socketio(&mut payload[1..]).await,
+        }
+    }
+
+    /// One Socket.IO packet.
+    async fn on_socketio(&mut self, packet: &mut [u8]) -> Flow {
+        let header = match SioHeader::decode(packet) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "bad Socket.IO packet");
+                return Flow::End(End::ProtocolError);
+            }
+        };
+        let data = &mut packet[header.data_offset..];
+        if header.namespace.is_some() && header.kind != SioKind::Connect {
+            return Flow::Continue; // packets of a namespace that was refused
+        }
+        match header.kind {
+            SioKind::Connect => self.on_connect(header.namespace.as_deref(), data).await,
+            SioKind::Disconnect => Flow::End(End::ClientClosed),
+            SioKind::Event if self.connected.is_some() => {
+                self.on_event(header.ack_id, data).await;
+                Flow::Continue
+            }
+            SioKind::BinaryEvent if self.connected.is_some() => {
+                let body = ErrorBody::new(ErrorCode::InvalidPayload, "binary payloads are not supported");
+                self.reply_error(header.ack_id, &body, None).await;
+                Flow::Continue
+            }
+            // Acks from the client (the server asks for none), and anything before CONNECT.
+            _ => Flow::Continue,
+        }
+    }
+
+    /// Leaves the node (hub, bus, presence), and closes the transport.
+    async fn finish(&mut self, end: End) {
+        metrics::counter!("coursechat_disconnects_total", "reason" => end.as_str()).increment(1);
+        if let Some(c) = self.connected.take() {
+            self.node.disconnect(&c.handle).await;
+            self.node.audit.record("socket_disconnect", Some(&c.caller.user_id), None, end.as_str(), Some(self.peer));
+        }
+        self.transport.close(end).await;
+    }
+}
