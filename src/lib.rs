@@ -1,8 +1,9 @@
 //! coursechat: a Socket.IO-compatible real-time chat edge for course platforms.
 //!
-//! Data flows one way: frame → [`protocol`] → [`events`] → [`chat`] rules → [`engine`] (seq,
-//! durable queue) → ack; and bus → [`hub`] → socket write queues. The [`store`] is written
-//! behind, from the engine's queue.
+//! Data flows one way: frame → [`protocol`] → [`session`] → [`events`] → [`chat`] rules →
+//! [`engine`] (seq, durable queue) → ack; and bus → [`hub`] → socket write queues, with the
+//! [`node`] pairing hub and bus. The [`store`] is written behind, from the engine's queue, by
+//! the [`writer`]. [`model`] is the leaf every layer shares. docs/ARCHITECTURE.md draws it.
 
 pub mod attachments;
 pub mod audit;
