@@ -189,9 +189,21 @@ pub struct Limits {
     /// After a partial batch, how long the writer lets the next one gather, ms.
     #[arg(long, env = "CHAT_WRITER_FLUSH_MS", default_value_t = 20)]
     pub writer_flush_ms: u64,
+    /// Page cache of the embedded databases, MiB: three quarters for the store (`store.redb`),
+    /// one quarter for the queue's index (`queue.redb`).
+    #[arg(long, env = "CHAT_CACHE_MB", default_value_t = 64)]
+    pub cache_mb: usize,
 }
 
 impl Limits {
+    /// The page cache of `store.redb`, bytes.
+    pub fn store_cache_bytes(&self) -> usize {
+        self.cache_mb.max(4) * 1024 * 1024 / 4 * 3
+    }
+    /// The page cache of `queue.redb`, bytes.
+    pub fn queue_cache_bytes(&self) -> usize {
+        self.cache_mb.max(4) * 1024 * 1024 / 4
+    }
     pub fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms)
     }

@@ -103,7 +103,10 @@ impl Node {
             Some(url) => Arc::new(
                 MongoStore::connect(url).await.map_err(|e| StartError::Backend(format!("CHAT_MONGODB_URL: {e}")))?,
             ),
-            None => Arc::new(EmbeddedStore::open(&config.data_dir).map_err(|e| StartError::Backend(e.to_string()))?),
+            None => Arc::new(
+                EmbeddedStore::open_with_cache(&config.data_dir, config.limits.store_cache_bytes())
+                    .map_err(|e| StartError::Backend(e.to_string()))?,
+            ),
         };
         if config.demo {
             crate::demo::seed(store.as_ref())
@@ -316,6 +319,7 @@ async fn start_engine(
             messages_per_second: limits.message_rate,
             message_burst: limits.message_burst,
             idempotency_window,
+            index_cache_bytes: limits.queue_cache_bytes(),
         };
         return memory::start(&config.data_dir, hub, store, timings, engine_limits, presenter);
     };

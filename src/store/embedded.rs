@@ -53,6 +53,9 @@ const ATTACHMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("attachme
 /// exactly the entries whose first key part is `id`.
 const KEY_MAX: &str = "\u{7f}";
 
+/// The page cache [`EmbeddedStore::open`] gives `store.redb`.
+pub const DEFAULT_CACHE_BYTES: usize = 48 * 1024 * 1024;
+
 pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: GroupCommit,
@@ -63,9 +66,18 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (or creates) `store.redb` in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) `store.redb` in `dir` with `cache_bytes` of page cache (redb's own
+    /// default is 1 GiB, which a busy node fills and keeps).
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         let path = dir.join("store.redb");
-        let db = Database::create(&path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(redb::Error::from)?;
         create_tables(&txn)?;
         txn.commit().map_err(redb::Error::from)?;

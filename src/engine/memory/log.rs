@@ -1,54 +1,112 @@
-//! The single-node message log: seq counters, the idempotency window and the durable
-//! write-behind queue in `queue.redb` in the data dir, fan-out straight into the local hub.
+//! The single-node message log: the durable write-behind queue is an append-only segmented log
+//! ([`segments`](super::segments)) in `queue/` under the data dir; the per-chat seq counters and
+//! the dedupe index of (chat, sender, clientMsgId) are in memory for what the log holds, and in
+//! `queue.redb` for what has been persisted.
 //!
-//! An append is one group-committed redb transaction (dedupe, seq, enqueue), so it is fsync'd
-//! before the ack while concurrent sends share the fsync. The `message_received` frame is handed
-//! to the hub on the commit thread right after the commit, in commit order, which is seq order
-//! per chat.
+//! An append runs on the committer thread, which takes every send waiting (up to
+//! [`MAX_JOBS_PER_COMMIT`]): each is deduped (in memory, else in `queue.redb`, a read), gets the
+//! chat's next seq, and is encoded once; the batch is written with one `write` and one
+//! `fdatasync`; then, on the same thread and in commit order (seq order per chat), each
+//! `message_received` frame is handed to the hub and each sender is answered. So a send costs
+//! one sequential append and a share of one sync, not a B-tree transaction.
 //!
-//! Retention: queue entries live until the store writer releases them; idempotency entries live
-//! for the idempotency window (24 h by default) and are pruned by age, so nothing here grows
-//! with the history. Nothing is kept in memory per chat, user or clientMsgId.
+//! When the store writer releases a batch, its dedupe entries and the chats' seqs are written to
+//! `queue.redb` in one durable transaction, the batch leaves memory, and segments whose records
+//! have all been released are deleted. At start the log is read back (a torn tail is cut): what
+//! `queue.redb` says was released is skipped, the rest is queued again.
+//!
+//! Retention and bounds: queued messages are held in memory until released (the writer keeps
+//! the backlog small while the store answers; during a store outage it grows with the sends, and
+//! is on disk too); the seq counters hold one entry per chat that sent since start; dedupe
+//! entries older than the idempotency window (24 h by default) are pruned from `queue.redb`.
+//! If an append's sync fails, the log stops taking sends (they answer `unavailable`, `/readyz`
+//! turns 503) until the node restarts and reads back what is valid.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use tokio::sync::Notify;
+use parking_lot::Mutex;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::segments::SegmentLog;
 use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued};
 use crate::events::message_received_frame;
 use crate::group_commit::GroupCommit;
 use crate::hub::{Delivery, Hub, Target};
 use crate::model::ids::new_object_id;
-use crate::model::time::Timestamp;
-use crate::model::Message;
+use crate::model::{Message, Timestamp};
 
-/// chat → last seq assigned.
+/// chat → highest seq released to the store.
 const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
-/// (chat, sender, clientMsgId) → the first message (JSON).
+/// (chat, sender, clientMsgId) → the first message (JSON), once released.
 const IDEMPOTENCY: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("idempotency");
 /// (createdAt millis, chat, sender, clientMsgId): the same keys in age order, for pruning.
 const IDEMPOTENCY_AGE: TableDefinition<(i64, &str, &str, &str), ()> = TableDefinition::new("idempotency_age");
-/// queue position → message (JSON): the write-behind queue, in append order.
-const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
-/// (chat, seq) → queue position: the queued messages of one chat.
-const PENDING: TableDefinition<(&str, u64), u64> = TableDefinition::new("pending");
+/// The queue of earlier versions (position → message JSON), moved into the log at start.
+const LEGACY_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+const LEGACY_PENDING: TableDefinition<(&str, u64), u64> = TableDefinition::new("pending");
+
+/// A segment this large is closed and a new one begun.
+const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Sends that share one append and sync at most; bounds the latency one sync adds to the others.
+const MAX_JOBS_PER_COMMIT: usize = 512;
+/// Sends waiting for the committer. When full, senders wait (back-pressure), they are not
+/// refused: the queue drains at the disk's pace.
+const JOBS_BOUND: usize = 4096;
+
+type Key = (String, String, String);
+
+fn key_of(m: &Message) -> Key {
+    (m.chat_id.clone(), m.sender_id.clone(), m.client_msg_id.clone())
+}
+
+/// What the log holds in memory: the queued (unreleased) messages and the dedupe entries not
+/// yet in `queue.redb`.
+#[derive(Default)]
+struct State {
+    /// position → message, oldest first.
+    queued: BTreeMap<u64, Message>,
+    /// chat → seq → position: the queued messages of one chat.
+    by_chat: HashMap<String, BTreeMap<u64, u64>>,
+    /// Appended, not yet released: found here before `queue.redb` is asked.
+    dedupe: HashMap<Key, Message>,
+}
+
+impl State {
+    fn queue(&mut self, position: u64, message: Message) {
+        self.by_chat.entry(message.chat_id.clone()).or_default().insert(message.seq, position);
+        self.dedupe.insert(key_of(&message), message.clone());
+        self.queued.insert(position, message);
+    }
+}
+
+struct Job {
+    req: AppendRequest,
+    reply: oneshot::Sender<EngineResult<Appended>>,
+}
+
+/// What the committer and the log's callers share.
+struct Shared {
+    state: Mutex<State>,
+    segments: Mutex<SegmentLog>,
+    index: Arc<Database>,
+    /// Woken after each append so an idle store writer picks the message up at once.
+    appended: Notify,
+    /// An append failed to become durable: no more appends until restart.
+    failed: AtomicBool,
+}
 
 pub struct MemoryLog {
-    db: Arc<Database>,
-    writer: GroupCommit,
-    hub: Arc<Hub>,
-    /// The next queue position; positions only grow, so the queue table is FIFO.
-    next_position: Arc<AtomicU64>,
-    backlog: Arc<AtomicU64>,
-    /// Woken after each append so an idle store writer picks the message up at once.
-    appended: Arc<Notify>,
+    shared: Arc<Shared>,
+    jobs: mpsc::Sender<Job>,
+    /// Writes to `queue.redb` (releases, pruning), group-committed.
+    index_writer: GroupCommit,
     idempotency_window: Duration,
-    presenter: Presenter,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> EngineError {
@@ -56,42 +114,97 @@ fn unavailable(e: impl std::fmt::Display) -> EngineError {
 }
 
 impl MemoryLog {
-    pub fn open(dir: &Path, hub: Arc<Hub>, idempotency_window: Duration, presenter: Presenter) -> EngineResult<Self> {
+    /// Opens the log in `dir` (`queue/` and `queue.redb`, with `cache_bytes` of page cache for
+    /// the latter), reads back what it holds, and starts the committer thread.
+    pub fn open(
+        dir: &Path,
+        hub: Arc<Hub>,
+        idempotency_window: Duration,
+        presenter: Presenter,
+        cache_bytes: usize,
+    ) -> EngineResult<Self> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
-        let db = Database::create(dir.join("queue.redb")).map_err(unavailable)?;
-        let (next, backlog) = {
-            let txn = db.begin_write().map_err(unavailable)?;
+        let index =
+            Database::builder().set_cache_size(cache_bytes).create(dir.join("queue.redb")).map_err(unavailable)?;
+        {
+            let txn = index.begin_write().map_err(unavailable)?;
             txn.open_table(SEQS).map_err(unavailable)?;
             txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
             txn.open_table(IDEMPOTENCY_AGE).map_err(unavailable)?;
-            txn.open_table(PENDING).map_err(unavailable)?;
-            let (next, len) = {
-                let queue = txn.open_table(QUEUE).map_err(unavailable)?;
-                let last = queue.last().map_err(unavailable)?.map(|(k, _)| k.value());
-                (last.map_or(0, |k| k + 1), queue.len().map_err(unavailable)?)
-            };
             txn.commit().map_err(unavailable)?;
-            (next, len)
-        };
-        let db = Arc::new(db);
-        let writer = GroupCommit::start(db.clone(), "queue").map_err(unavailable)?;
-        metrics::gauge!("coursechat_writebehind_queue_depth").set(backlog as f64);
-        Ok(MemoryLog {
-            db,
-            writer,
-            hub,
-            next_position: Arc::new(AtomicU64::new(next)),
-            backlog: Arc::new(AtomicU64::new(backlog)),
-            appended: Arc::new(Notify::new()),
-            idempotency_window,
-            presenter,
-        })
+        }
+        let (mut segments, recovered) = SegmentLog::open(&dir.join("queue"), SEGMENT_BYTES).map_err(unavailable)?;
+        let legacy = legacy_queue(&index)?;
+        if !legacy.is_empty() {
+            let records: Vec<&[u8]> = legacy.iter().map(Vec::as_slice).collect();
+            let first = segments.append(&records).map_err(unavailable)?;
+            tracing::info!(messages = legacy.len(), "moved the queue of an earlier version into the log");
+            let mut recovered_legacy = recovered;
+            recovered_legacy.records.extend(legacy.into_iter().enumerate().map(|(i, r)| (first + i as u64, r)));
+            drop_legacy_queue(&index)?;
+            return Self::start(index, segments, recovered_legacy.records, hub, idempotency_window, presenter);
+        }
+        if recovered.torn_bytes > 0 || recovered.damaged > 0 {
+            metrics::counter!("coursechat_queue_recovery_cuts_total").increment(1);
+        }
+        Self::start(index, segments, recovered.records, hub, idempotency_window, presenter)
     }
 
-    /// Deletes idempotency entries older than the window; returns how many went.
+    fn start(
+        index: Database,
+        segments: SegmentLog,
+        records: Vec<(u64, Vec<u8>)>,
+        hub: Arc<Hub>,
+        idempotency_window: Duration,
+        presenter: Presenter,
+    ) -> EngineResult<Self> {
+        let mut state = State::default();
+        {
+            let read = index.begin_read().map_err(unavailable)?;
+            let seqs = read.open_table(SEQS).map_err(unavailable)?;
+            let mut released: HashMap<String, u64> = HashMap::new();
+            for (position, record) in records {
+                let message = decode(&record)?;
+                let done = match released.get(&message.chat_id) {
+                    Some(seq) => *seq,
+                    None => {
+                        let seq = seqs.get(message.chat_id.as_str()).map_err(unavailable)?.map_or(0, |v| v.value());
+                        released.insert(message.chat_id.clone(), seq);
+                        seq
+                    }
+                };
+                if message.seq > done {
+                    state.queue(position, message);
+                }
+            }
+        }
+        let backlog = state.queued.len();
+        metrics::gauge!("coursechat_writebehind_queue_depth").set(backlog as f64);
+        let mut segments = segments;
+        let oldest_left = state.queued.keys().next().copied().unwrap_or(u64::MAX);
+        segments.release_before(oldest_left).map_err(unavailable)?;
+        let index = Arc::new(index);
+        let index_writer = GroupCommit::start(index.clone(), "queue-index").map_err(unavailable)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            segments: Mutex::new(segments),
+            index,
+            appended: Notify::new(),
+            failed: AtomicBool::new(false),
+        });
+        let (jobs, rx) = mpsc::channel(JOBS_BOUND);
+        let committer = Committer { shared: shared.clone(), hub, presenter, seqs: HashMap::new() };
+        std::thread::Builder::new()
+            .name("commit-queue".into())
+            .spawn(move || committer.run(rx))
+            .map_err(unavailable)?;
+        Ok(MemoryLog { shared, jobs, index_writer, idempotency_window })
+    }
+
+    /// Deletes released dedupe entries older than the window; returns how many went.
     pub async fn prune_idempotency(&self) -> EngineResult<usize> {
         let cutoff = Timestamp::now().millis() - self.idempotency_window.as_millis() as i64;
-        self.writer
+        self.index_writer
             .write(move |txn| {
                 let mut age = txn.open_table(IDEMPOTENCY_AGE)?;
                 let mut keys = txn.open_table(IDEMPOTENCY)?;
@@ -116,140 +229,280 @@ fn decode(bytes: &[u8]) -> EngineResult<Message> {
     serde_json::from_slice(bytes).map_err(|e| EngineError::Unavailable(format!("corrupt queue entry: {e}")))
 }
 
+/// The messages an earlier version left in `queue.redb`'s queue table, oldest first.
+fn legacy_queue(index: &Database) -> EngineResult<Vec<Vec<u8>>> {
+    let read = index.begin_read().map_err(unavailable)?;
+    let table = match read.open_table(LEGACY_QUEUE) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(unavailable)? {
+        out.push(entry.map_err(unavailable)?.1.value().to_vec());
+    }
+    Ok(out)
+}
+
+fn drop_legacy_queue(index: &Database) -> EngineResult<()> {
+    let txn = index.begin_write().map_err(unavailable)?;
+    txn.delete_table(LEGACY_QUEUE).map_err(unavailable)?;
+    txn.delete_table(LEGACY_PENDING).map_err(unavailable)?;
+    txn.commit().map_err(unavailable)
+}
+
+/// The committer thread: dedupe, seq, one append and sync per batch, then fan-out and answers in
+/// commit order.
+struct Committer {
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+    presenter: Presenter,
+    /// chat → the last seq assigned, for every chat that sent since start.
+    seqs: HashMap<String, u64>,
+}
+
+enum Outcome {
+    New(Message, Vec<u8>),
+    Duplicate(Message),
+    Failed(EngineError),
+}
+
+impl Committer {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(64);
+        while let Some(first) = rx.blocking_recv() {
+            jobs.push(first);
+            while jobs.len() < MAX_JOBS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            metrics::histogram!("coursechat_group_commit_jobs", "db" => "queue").record(jobs.len() as f64);
+            let started = std::time::Instant::now();
+            self.commit(&mut jobs);
+            metrics::histogram!("coursechat_group_commit_seconds", "db" => "queue")
+                .record(started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn commit(&mut self, jobs: &mut Vec<Job>) {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            for job in jobs.drain(..) {
+                let _ =
+                    job.reply.send(Err(EngineError::Unavailable("the durable queue failed; restart the node".into())));
+            }
+            return;
+        }
+        let outcomes: Vec<Outcome> = jobs.iter().map(|job| self.classify(&job.req)).collect();
+        let records: Vec<&[u8]> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::New(_, json) => Some(json.as_slice()),
+                _ => None,
+            })
+            .collect();
+        if !records.is_empty() {
+            let appended = self.shared.segments.lock().append(&records);
+            match appended {
+                Ok(mut position) => {
+                    let mut state = self.shared.state.lock();
+                    for outcome in &outcomes {
+                        if let Outcome::New(message, _) = outcome {
+                            state.queue(position, message.clone());
+                            position += 1;
+                        }
+                    }
+                    metrics::gauge!("coursechat_writebehind_queue_depth").set(state.queued.len() as f64);
+                }
+                Err(e) => {
+                    // What reached the disk is unknown: stop here, a restart reads back what is valid.
+                    tracing::error!(error = %e, "appending to the durable queue failed; no more sends until restart");
+                    self.shared.failed.store(true, Ordering::Relaxed);
+                    for job in jobs.drain(..) {
+                        let _ = job.reply.send(Err(unavailable(format!("durable queue: {e}"))));
+                    }
+                    return;
+                }
+            }
+        }
+        for (job, outcome) in jobs.drain(..).zip(outcomes) {
+            let answer = match outcome {
+                Outcome::New(message, json) => {
+                    self.fan_out(&job.req, &message, &json);
+                    Ok(Appended { message, duplicate: false })
+                }
+                Outcome::Duplicate(message) => Ok(Appended { message, duplicate: true }),
+                Outcome::Failed(e) => Err(e),
+            };
+            let _ = job.reply.send(answer);
+        }
+        self.shared.appended.notify_one();
+    }
+
+    /// Dedupes the send, else gives it the chat's next seq and encodes it.
+    fn classify(&mut self, req: &AppendRequest) -> Outcome {
+        let key = (req.chat_id.clone(), req.sender_id.clone(), req.client_msg_id.clone());
+        if let Some(first) = self.shared.state.lock().dedupe.get(&key) {
+            return Outcome::Duplicate(first.clone());
+        }
+        match self.released_duplicate(&key) {
+            Ok(Some(first)) => return Outcome::Duplicate(first),
+            Ok(None) => {}
+            Err(e) => return Outcome::Failed(e),
+        }
+        let seq = match self.next_seq(&req.chat_id) {
+            Ok(seq) => seq,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let message = Message {
+            id: new_object_id(),
+            chat_id: req.chat_id.clone(),
+            seq,
+            sender_id: req.sender_id.clone(),
+            sender_type: req.sender_type,
+            kind: req.kind,
+            content: req.content.clone(),
+            attachment: req.attachment.clone(),
+            client_msg_id: req.client_msg_id.clone(),
+            created_at: Timestamp::now(),
+        };
+        let json = match serde_json::to_vec(&message) {
+            Ok(json) => json,
+            Err(e) => return Outcome::Failed(unavailable(e)),
+        };
+        // A resend later in this batch finds it (and is answered after the same sync).
+        self.shared.state.lock().dedupe.insert(key, message.clone());
+        Outcome::New(message, json)
+    }
+
+    /// The first message of `key` when the store writer released it already.
+    fn released_duplicate(&self, key: &Key) -> EngineResult<Option<Message>> {
+        let read = self.shared.index.begin_read().map_err(unavailable)?;
+        let table = read.open_table(IDEMPOTENCY).map_err(unavailable)?;
+        let found = table.get((key.0.as_str(), key.1.as_str(), key.2.as_str())).map_err(unavailable)?;
+        found.map(|v| decode(v.value())).transpose()
+    }
+
+    fn next_seq(&mut self, chat_id: &str) -> EngineResult<u64> {
+        if let Some(seq) = self.seqs.get_mut(chat_id) {
+            *seq += 1;
+            return Ok(*seq);
+        }
+        let read = self.shared.index.begin_read().map_err(unavailable)?;
+        let released =
+            read.open_table(SEQS).map_err(unavailable)?.get(chat_id).map_err(unavailable)?.map_or(0, |v| v.value());
+        let queued =
+            self.shared.state.lock().by_chat.get(chat_id).and_then(|m| m.keys().next_back().copied()).unwrap_or(0);
+        let seq = released.max(queued) + 1;
+        self.seqs.insert(chat_id.to_owned(), seq);
+        Ok(seq)
+    }
+
+    /// `message_received`, encoded once for every recipient; a copy with an attachment gets its
+    /// url signed first.
+    fn fan_out(&self, req: &AppendRequest, message: &Message, json: &[u8]) {
+        let frame = if message.attachment.is_some() {
+            let mut shown = message.clone();
+            (self.presenter)(&mut shown);
+            message_received_frame(&serde_json::to_vec(&shown).unwrap_or_default())
+        } else {
+            message_received_frame(json)
+        };
+        self.hub.deliver(&Delivery { target: Target::Users(req.recipients.clone()), except: req.origin, frame });
+    }
+}
+
 #[async_trait]
 impl MessageLog for MemoryLog {
     async fn append(&self, req: AppendRequest) -> EngineResult<Appended> {
-        let next_position = self.next_position.clone();
-        let hub = self.hub.clone();
-        let backlog = self.backlog.clone();
-        let recipients = req.recipients.clone();
-        let origin = req.origin;
-        let presenter = self.presenter.clone();
-        let (appended, _json) = self
-            .writer
-            .write_then(
-                move |txn| {
-                    let mut idempotency = txn.open_table(IDEMPOTENCY)?;
-                    let key = (req.chat_id.as_str(), req.sender_id.as_str(), req.client_msg_id.as_str());
-                    if let Some(first) = idempotency.get(key)? {
-                        let message =
-                            serde_json::from_slice(first.value()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-                        return Ok((Appended { message, duplicate: true }, Vec::new()));
-                    }
-                    let mut seqs = txn.open_table(SEQS)?;
-                    let seq = seqs.get(req.chat_id.as_str())?.map_or(0, |v| v.value()) + 1;
-                    seqs.insert(req.chat_id.as_str(), seq)?;
-                    let message = Message {
-                        id: new_object_id(),
-                        chat_id: req.chat_id.clone(),
-                        seq,
-                        sender_id: req.sender_id.clone(),
-                        sender_type: req.sender_type,
-                        kind: req.kind,
-                        content: req.content,
-                        attachment: req.attachment,
-                        client_msg_id: req.client_msg_id.clone(),
-                        created_at: Timestamp::now(),
-                    };
-                    let json = serde_json::to_vec(&message).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-                    let position = next_position.fetch_add(1, Ordering::SeqCst);
-                    txn.open_table(QUEUE)?.insert(position, json.as_slice())?;
-                    txn.open_table(PENDING)?.insert((message.chat_id.as_str(), seq), position)?;
-                    idempotency.insert(key, json.as_slice())?;
-                    txn.open_table(IDEMPOTENCY_AGE)?.insert((message.created_at.millis(), key.0, key.1, key.2), ())?;
-                    Ok((Appended { message, duplicate: false }, json))
-                },
-                move |(appended, json)| {
-                    if appended.duplicate {
-                        return;
-                    }
-                    let depth = backlog.fetch_add(1, Ordering::SeqCst) + 1;
-                    metrics::gauge!("coursechat_writebehind_queue_depth").set(depth as f64);
-                    // Encoded once for every recipient; a copy with an attachment gets its url
-                    // signed first.
-                    let frame = if appended.message.attachment.is_some() {
-                        let mut shown = appended.message.clone();
-                        presenter(&mut shown);
-                        message_received_frame(&serde_json::to_vec(&shown).unwrap_or_default())
-                    } else {
-                        message_received_frame(json)
-                    };
-                    hub.deliver(&Delivery { target: Target::Users(recipients), except: origin, frame });
-                },
-            )
-            .await
-            .map_err(unavailable)?;
-        if !appended.duplicate {
-            self.appended.notify_one();
-        }
-        Ok(appended)
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { req, reply }).await.map_err(|_| unavailable("the durable queue stopped"))?;
+        answer.await.unwrap_or_else(|_| Err(unavailable("the durable queue stopped")))
     }
 
     async fn pending(&self, chat_id: &str) -> EngineResult<Vec<Message>> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let pending = txn.open_table(PENDING).map_err(unavailable)?;
-        let queue = txn.open_table(QUEUE).map_err(unavailable)?;
-        let mut out = Vec::new();
-        for entry in pending.range((chat_id, 0u64)..=(chat_id, u64::MAX)).map_err(unavailable)? {
-            let (_, position) = entry.map_err(unavailable)?;
-            if let Some(bytes) = queue.get(position.value()).map_err(unavailable)? {
-                out.push(decode(bytes.value())?);
-            }
-        }
-        Ok(out)
+        let state = self.shared.state.lock();
+        let Some(positions) = state.by_chat.get(chat_id) else { return Ok(Vec::new()) };
+        Ok(positions.values().filter_map(|p| state.queued.get(p).cloned()).collect())
     }
 
     async fn next_batch(&self, max: usize, wait: Duration) -> EngineResult<Vec<Queued>> {
-        let read = |max: usize| -> EngineResult<Vec<Queued>> {
-            let txn = self.db.begin_read().map_err(unavailable)?;
-            let queue = txn.open_table(QUEUE).map_err(unavailable)?;
-            let mut out = Vec::new();
-            for entry in queue.iter().map_err(unavailable)?.take(max) {
-                let (position, bytes) = entry.map_err(unavailable)?;
-                out.push(Queued { token: position.value().to_string(), message: decode(bytes.value())? });
-            }
-            Ok(out)
+        let read = || -> Vec<Queued> {
+            let state = self.shared.state.lock();
+            state
+                .queued
+                .iter()
+                .take(max)
+                .map(|(position, message)| Queued { token: position.to_string(), message: message.clone() })
+                .collect()
         };
-        let notified = self.appended.notified();
-        let batch = read(max)?;
+        let notified = self.shared.appended.notified();
+        let batch = read();
         if !batch.is_empty() {
             return Ok(batch);
         }
         let _ = tokio::time::timeout(wait, notified).await;
-        read(max)
+        Ok(read())
     }
 
     async fn release(&self, tokens: &[String]) -> EngineResult<()> {
         let positions: Vec<u64> = tokens.iter().filter_map(|t| t.parse().ok()).collect();
-        let released = self
-            .writer
+        let released: Vec<(u64, Message)> = {
+            let state = self.shared.state.lock();
+            positions.iter().filter_map(|p| state.queued.get(p).map(|m| (*p, m.clone()))).collect()
+        };
+        if released.is_empty() {
+            return Ok(());
+        }
+        // The dedupe entries and seqs go to queue.redb first: only then may the segments holding
+        // these messages be deleted.
+        let indexed: Vec<(Message, Vec<u8>)> =
+            released.iter().map(|(_, m)| (m.clone(), serde_json::to_vec(m).unwrap_or_default())).collect();
+        self.index_writer
             .write(move |txn| {
-                let mut queue = txn.open_table(QUEUE)?;
-                let mut pending = txn.open_table(PENDING)?;
-                let mut released = 0u64;
-                for position in positions {
-                    if let Some(bytes) = queue.remove(position)? {
-                        let message: Message =
-                            serde_json::from_slice(bytes.value()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-                        drop(bytes);
-                        pending.remove((message.chat_id.as_str(), message.seq))?;
-                        released += 1;
+                let mut keys = txn.open_table(IDEMPOTENCY)?;
+                let mut age = txn.open_table(IDEMPOTENCY_AGE)?;
+                let mut seqs = txn.open_table(SEQS)?;
+                for (m, json) in &indexed {
+                    let key = (m.chat_id.as_str(), m.sender_id.as_str(), m.client_msg_id.as_str());
+                    keys.insert(key, json.as_slice())?;
+                    age.insert((m.created_at.millis(), key.0, key.1, key.2), ())?;
+                    let current = seqs.get(key.0)?.map_or(0, |v| v.value());
+                    if m.seq > current {
+                        seqs.insert(key.0, m.seq)?;
                     }
                 }
-                Ok(released)
+                Ok(())
             })
             .await
             .map_err(unavailable)?;
-        let depth = self.backlog.fetch_sub(released, Ordering::SeqCst).saturating_sub(released);
-        metrics::gauge!("coursechat_writebehind_queue_depth").set(depth as f64);
-        Ok(())
+        let oldest_left = {
+            let mut state = self.shared.state.lock();
+            for (position, message) in &released {
+                state.queued.remove(position);
+                if let Some(chat) = state.by_chat.get_mut(&message.chat_id) {
+                    chat.remove(&message.seq);
+                    if chat.is_empty() {
+                        state.by_chat.remove(&message.chat_id);
+                    }
+                }
+                state.dedupe.remove(&key_of(message));
+            }
+            metrics::gauge!("coursechat_writebehind_queue_depth").set(state.queued.len() as f64);
+            state.queued.keys().next().copied().unwrap_or(u64::MAX)
+        };
+        self.shared.segments.lock().release_before(oldest_left).map_err(unavailable)
     }
 
     async fn backlog(&self) -> EngineResult<u64> {
-        Ok(self.backlog.load(Ordering::SeqCst))
+        Ok(self.shared.state.lock().queued.len() as u64)
     }
 
     async fn ping(&self) -> EngineResult<()> {
-        self.db.begin_read().map(|_| ()).map_err(unavailable)
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return Err(unavailable("the durable queue failed; restart the node"));
+        }
+        self.shared.index.begin_read().map(|_| ()).map_err(unavailable)
     }
 }

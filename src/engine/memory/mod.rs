@@ -8,6 +8,7 @@ pub mod directory;
 pub mod limiter;
 pub mod log;
 pub mod presence;
+pub mod segments;
 pub mod typing;
 
 use std::path::Path;
@@ -26,6 +27,8 @@ pub struct MemoryLimits {
     pub messages_per_second: u32,
     pub message_burst: u32,
     pub idempotency_window: Duration,
+    /// Page cache of `queue.redb` (the dedupe index and seqs of released messages).
+    pub index_cache_bytes: usize,
 }
 
 /// Builds the in-process engine and starts its timer task. Notices come out of the receiver.
@@ -38,7 +41,13 @@ pub fn start(
     presenter: Presenter,
 ) -> EngineResult<(Engine, mpsc::Receiver<Notice>)> {
     let (notices_tx, notices) = mpsc::channel(4096);
-    let log = Arc::new(log::MemoryLog::open(data_dir, hub.clone(), limits.idempotency_window, presenter)?);
+    let log = Arc::new(log::MemoryLog::open(
+        data_dir,
+        hub.clone(),
+        limits.idempotency_window,
+        presenter,
+        limits.index_cache_bytes,
+    )?);
     let presence = Arc::new(presence::MemoryPresence::new(timings.presence_grace));
     let typing = Arc::new(typing::MemoryTyping::new(timings.typing_ttl));
     let limiter = Arc::new(limiter::MemoryLimiter::new(limits.messages_per_second, limits.message_burst));
@@ -96,14 +105,20 @@ mod tests {
     }
 
     fn limits() -> MemoryLimits {
-        MemoryLimits { messages_per_second: 10, message_burst: 20, idempotency_window: Duration::from_secs(3600) }
+        MemoryLimits {
+            messages_per_second: 10,
+            message_burst: 20,
+            idempotency_window: Duration::from_secs(3600),
+            index_cache_bytes: 1 << 20,
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn memory_log_passes_the_message_log_contract() {
         let dir = tempfile::tempdir().unwrap();
         let hub = Hub::new();
-        let log = log::MemoryLog::open(dir.path(), hub.clone(), Duration::from_secs(3600), Arc::new(|_| {})).unwrap();
+        let log = log::MemoryLog::open(dir.path(), hub.clone(), Duration::from_secs(3600), Arc::new(|_| {}), 1 << 20)
+            .unwrap();
         contract_tests::message_log_suite(&log, &hub, &|_| async {}).await;
     }
 
@@ -131,36 +146,106 @@ mod tests {
         contract_tests::directory_suite(&directory::directory(store.clone()), store.as_ref()).await;
     }
 
-    #[tokio::test]
-    async fn queued_messages_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let chat = crate::model::ids::new_object_id();
-        {
-            let log =
-                log::MemoryLog::open(dir.path(), Hub::new(), Duration::from_secs(3600), Arc::new(|_| {})).unwrap();
-            for cmid in ["a", "b"] {
-                let req = crate::engine::AppendRequest {
-                    chat_id: chat.clone(),
-                    sender_id: "s".into(),
-                    sender_type: crate::model::SenderType::User,
-                    kind: Default::default(),
-                    content: "x".into(),
-                    attachment: None,
-                    client_msg_id: cmid.into(),
-                    recipients: vec![],
-                    origin: None,
-                };
-                crate::engine::MessageLog::append(&log, req).await.unwrap();
-            }
-        }
-        let log = loop {
-            match log::MemoryLog::open(dir.path(), Hub::new(), Duration::from_secs(3600), Arc::new(|_| {})) {
+    fn open_log(dir: &std::path::Path) -> log::MemoryLog {
+        log::MemoryLog::open(dir, Hub::new(), Duration::from_secs(3600), Arc::new(|_| {}), 1 << 20).unwrap()
+    }
+
+    /// Opens the log again once the previous one's threads let go of the files.
+    async fn reopen_log(dir: &std::path::Path) -> log::MemoryLog {
+        loop {
+            match log::MemoryLog::open(dir, Hub::new(), Duration::from_secs(3600), Arc::new(|_| {}), 1 << 20) {
                 Ok(l) => break l,
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
-        };
+        }
+    }
+
+    fn send(chat: &str, cmid: &str) -> crate::engine::AppendRequest {
+        crate::engine::AppendRequest {
+            chat_id: chat.to_owned(),
+            sender_id: "s".into(),
+            sender_type: crate::model::SenderType::User,
+            kind: Default::default(),
+            content: "x".into(),
+            attachment: None,
+            client_msg_id: cmid.into(),
+            recipients: vec![],
+            origin: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_messages_survive_a_restart() {
         use crate::engine::MessageLog;
+        let dir = tempfile::tempdir().unwrap();
+        let chat = crate::model::ids::new_object_id();
+        {
+            let log = open_log(dir.path());
+            for cmid in ["a", "b"] {
+                log.append(send(&chat, cmid)).await.unwrap();
+            }
+        }
+        let log = reopen_log(dir.path()).await;
         assert_eq!(log.backlog().await.unwrap(), 2);
         assert_eq!(log.pending(&chat).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn released_messages_stay_released_and_seqs_and_dedupe_survive_a_restart() {
+        use crate::engine::MessageLog;
+        let dir = tempfile::tempdir().unwrap();
+        let chat = crate::model::ids::new_object_id();
+        let first = {
+            let log = open_log(dir.path());
+            let first = log.append(send(&chat, "a")).await.unwrap().message;
+            log.append(send(&chat, "b")).await.unwrap();
+            let batch = log.next_batch(1, Duration::ZERO).await.unwrap();
+            assert_eq!(batch.len(), 1);
+            log.release(&[batch[0].token.clone()]).await.unwrap();
+            first
+        };
+        let log = reopen_log(dir.path()).await;
+        assert_eq!(log.pending(&chat).await.unwrap().iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2]);
+        let again = log.append(send(&chat, "a")).await.unwrap();
+        assert!(again.duplicate, "a released message still dedupes after a restart");
+        assert_eq!(again.message, first);
+        assert_eq!(log.append(send(&chat, "c")).await.unwrap().message.seq, 3, "seqs go on");
+    }
+
+    #[tokio::test]
+    async fn a_queue_left_by_an_earlier_version_is_moved_into_the_log() {
+        use crate::engine::MessageLog;
+        let dir = tempfile::tempdir().unwrap();
+        let chat = crate::model::ids::new_object_id();
+        {
+            let db = redb::Database::create(dir.path().join("queue.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut queue = txn.open_table(redb::TableDefinition::<u64, &[u8]>::new("queue")).unwrap();
+                for seq in 1..=3u64 {
+                    let message = crate::model::Message {
+                        id: crate::model::ids::new_object_id(),
+                        chat_id: chat.clone(),
+                        seq,
+                        sender_id: "s".into(),
+                        sender_type: crate::model::SenderType::User,
+                        kind: Default::default(),
+                        content: "old".into(),
+                        attachment: None,
+                        client_msg_id: format!("m{seq}"),
+                        created_at: crate::model::Timestamp::now(),
+                    };
+                    queue.insert(seq, serde_json::to_vec(&message).unwrap().as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let log = open_log(dir.path());
+        assert_eq!(log.backlog().await.unwrap(), 3);
+        assert!(log.append(send(&chat, "m2")).await.unwrap().duplicate);
+        assert_eq!(log.append(send(&chat, "new")).await.unwrap().message.seq, 4);
+        drop(log);
+        let log = reopen_log(dir.path()).await;
+        assert_eq!(log.backlog().await.unwrap(), 4, "moved once, not twice");
     }
 }
