@@ -45,7 +45,7 @@ pub fn upgrade(node: Arc<Node>, mut req: Request<Incoming>, peer: SocketAddr) ->
     tokio::spawn(async move {
         let _permit = permit;
         match upgraded.await {
-            Ok(ws) => crate::session::run(ws, node, peer).await,
+            Ok(ws) => crate::session::run(ws.into_inner().into_inner(), node, peer).await,
             Err(e) => tracing::debug!(%peer, error = %e, "websocket upgrade failed"),
         }
     });

@@ -6,9 +6,11 @@
 //!
 //! Over the websocket transport one websocket text frame carries exactly one Engine.IO packet, so
 //! there is no payload framing (`\x1e` separators belong to HTTP long-polling, which is not served).
+//! [`websocket`] is the frame layer under it: the session reads and writes frames itself.
 
 mod engineio;
 pub mod socketio;
+pub mod websocket;
 
 pub use engineio::{EioPacket, OpenPacket};
 pub use socketio::{encode_frame, SioHeader, SioKind};

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{WebSocket, WebSocketError};
+use hyper::upgrade::Upgraded;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -27,8 +27,9 @@ use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{disconnect, error_event};
 use crate::hub::SocketHandle;
 use crate::node::Node;
+use crate::protocol::websocket::Opcode;
 use crate::protocol::{EioPacket, OpenPacket, SioHeader, SioKind};
-use transport::{read_next, End, Incoming, Stream, Transport};
+use transport::{End, Incoming, Transport};
 
 /// The state of one authenticated socket.
 struct Connected {
@@ -52,6 +53,8 @@ struct Session {
     ping_sent_at: Instant,
     awaiting_pong: bool,
     connect_deadline: Instant,
+    /// What one read yielded, handled in order (kept to reuse its allocation).
+    incoming: Vec<Incoming>,
 }
 
 enum Flow {
@@ -60,18 +63,21 @@ enum Flow {
 }
 
 /// Serves one upgraded websocket until it closes.
-pub async fn run(ws: WebSocket<Stream>, node: Arc<Node>, peer: SocketAddr) {
+pub async fn run(upgraded: Upgraded, node: Arc<Node>, peer: SocketAddr) {
     let socket_id: u64 = rand::random();
     let limits = &node.config.limits;
-    let (mut reader, writer) = ws.split(tokio::io::split);
-    reader.set_auto_close(false);
-    reader.set_auto_pong(false);
-    reader.set_max_message_size(limits.max_frame_bytes + 1);
+    let transport = match Transport::from_upgraded(upgraded, limits.max_frame_bytes, limits.ping_timeout()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(%peer, error = e, "cannot serve this websocket");
+            return;
+        }
+    };
     let (outbound_tx, outbound) = mpsc::channel(limits.socket_queue.max(1));
     let now = Instant::now();
     let mut session = Session {
         connect_deadline: now + std::time::Duration::from_millis(limits.connect_timeout_ms),
-        transport: Transport::new(writer, limits.max_frame_bytes, limits.ping_timeout()),
+        transport,
         node,
         peer,
         socket_id,
@@ -80,15 +86,16 @@ pub async fn run(ws: WebSocket<Stream>, node: Arc<Node>, peer: SocketAddr) {
         connected: None,
         ping_sent_at: now,
         awaiting_pong: false,
+        incoming: Vec::new(),
     };
     metrics::gauge!("coursechat_connections").increment(1.0);
-    let end = session.serve(reader).await;
+    let end = session.serve().await;
     session.finish(end).await;
     metrics::gauge!("coursechat_connections").decrement(1.0);
 }
 
 impl Session {
-    async fn serve(&mut self, reader: transport::Reader) -> End {
+    async fn serve(&mut self) -> End {
         let sid = format!("{:016x}", self.socket_id);
         let limits = &self.node.config.limits;
         let open = OpenPacket {
@@ -102,8 +109,12 @@ impl Session {
             return End::TransportError;
         }
         self.ping_sent_at = Instant::now();
+        if self.transport.has_buffered() {
+            if let Flow::End(end) = self.on_readable().await {
+                return end;
+            }
+        }
         let mut drain = self.node.drain.subscribe();
-        let mut read = read_next(reader);
         let timer = sleep_until(self.next_deadline());
         tokio::pin!(timer);
         loop {
@@ -118,20 +129,10 @@ impl Session {
                 biased;
                 _ = crate::shutdown::flagged(&mut drain) => Flow::End(End::Drain),
                 _ = slow => Flow::End(End::SlowConsumer),
-                (reader, result) = &mut read => {
-                    read = read_next(reader);
-                    match result {
-                        Ok((opcode, fin, payload)) => match self.transport.on_frame(opcode, fin, payload).await {
-                            Incoming::Text(text) => self.on_packet(text).await,
-                            Incoming::Nothing => Flow::Continue,
-                            Incoming::End(end) => Flow::End(end),
-                        },
-                        Err(e) => {
-                            tracing::debug!(peer = %self.peer, error = %e, "websocket read ended");
-                            Flow::End(if matches!(e, WebSocketError::FrameTooLarge) { End::ProtocolError } else { End::TransportError })
-                        }
-                    }
-                }
+                ready = self.transport.readable() => match ready {
+                    Ok(()) => self.on_readable().await,
+                    Err(_) => Flow::End(End::TransportError),
+                },
                 Some(frame) = self.outbound.recv() => self.flush(frame).await,
                 _ = &mut timer => self.on_timer().await,
             };
@@ -180,25 +181,46 @@ impl Session {
         Flow::Continue
     }
 
-    /// Writes a queued frame and whatever else is already queued behind it.
+    /// Writes a queued frame and whatever else is already queued behind it, in one write.
     async fn flush(&mut self, first: Bytes) -> Flow {
-        if let Flow::End(end) = self.send(&first).await {
-            return Flow::End(end);
-        }
-        for _ in 0..64 {
+        let mut frames = vec![first];
+        while frames.len() < 64 {
             match self.outbound.try_recv() {
-                Ok(frame) => {
-                    if let Flow::End(end) = self.send(&frame).await {
-                        return Flow::End(end);
-                    }
-                }
+                Ok(frame) => frames.push(frame),
                 Err(_) => break,
             }
         }
-        Flow::Continue
+        let slices: Vec<&[u8]> = frames.iter().map(|f| f.as_ref()).collect();
+        match self.transport.write_frames(Opcode::Text, &slices).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::End(self.transport.failure()),
+        }
     }
 
-    async fn write(&mut self, frame: &[u8]) -> Result<(), WebSocketError> {
+    /// What the socket has to read: messages in order, pings answered.
+    async fn on_readable(&mut self) -> Flow {
+        let mut incoming = std::mem::take(&mut self.incoming);
+        self.transport.read_available(&mut incoming);
+        let mut flow = Flow::Continue;
+        for item in incoming.drain(..) {
+            flow = match item {
+                Incoming::Text(text) => self.on_packet(text).await,
+                Incoming::Ping(payload) => match self.transport.pong(&payload).await {
+                    Ok(()) => Flow::Continue,
+                    Err(_) => Flow::End(self.transport.failure()),
+                },
+                Incoming::End(end) => Flow::End(end),
+            };
+            if matches!(flow, Flow::End(_)) {
+                break;
+            }
+        }
+        incoming.clear();
+        self.incoming = incoming;
+        flow
+    }
+
+    async fn write(&mut self, frame: &[u8]) -> std::io::Result<()> {
         self.transport.write(frame).await
     }
 

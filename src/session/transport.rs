@@ -1,40 +1,31 @@
-//! One socket's websocket transport: reading frames without losing one to cancellation,
-//! reassembling fragmented messages, answering websocket pings, writing with a deadline, and the
-//! close code each way a session ends gets.
+//! One socket's websocket transport, owned: the TCP stream after the handshake, read into a
+//! buffer of the worker thread (an idle socket holds no read buffer), frames parsed by
+//! [`crate::protocol::websocket`], fragmented messages reassembled, websocket pings answered,
+//! queued frames written together with one vectored write under a deadline, and the close code
+//! each way a session ends gets.
 //!
-//! fastwebsockets' `read_frame` is not cancel-safe (its issues #64, #113), so it is never raced
-//! and dropped: [`read_next`] makes a future that owns the read half and lives across the
-//! session's `select!` turns until it yields a frame; only then is the next one made.
+//! Reading is cancel-safe: [`Transport::readable`] only waits for readiness, and
+//! [`Transport::read_available`] takes what the kernel has without waiting, so the session can
+//! select on readiness beside its other work and nothing read is ever dropped.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::time::Duration;
 
-use bytes::BytesMut;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
+use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 
-pub type Stream = TokioIo<Upgraded>;
-pub type Reader = WebSocketRead<ReadHalf<Stream>>;
-type Writer = WebSocketWrite<WriteHalf<Stream>>;
-pub type ReadResult = Result<(OpCode, bool, BytesMut), WebSocketError>;
-pub type ReadFuture = Pin<Box<dyn Future<Output = (Reader, ReadResult)> + Send>>;
+use crate::protocol::websocket::{encode_header, unmask, FrameHeader, Opcode, MAX_HEADER};
 
-/// Reads one frame. Owning the read half makes this future safe to keep across `select!` turns.
-pub fn read_next(mut reader: Reader) -> ReadFuture {
-    Box::pin(async move {
-        // Automatic close and pong replies are off, so the read half never needs to write.
-        let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
-        let result = reader.read_frame(&mut no_obligations).await.map(|frame| {
-            let payload = match frame.payload {
-                Payload::Bytes(b) => b,
-                other => BytesMut::from(&other[..]),
-            };
-            (frame.opcode, frame.fin, payload)
-        });
-        (reader, result)
-    })
+/// The worker thread's read buffer: every socket on the thread reads into it in turn.
+const READ_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    static READ: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUFFER]);
 }
 
 /// Why a session ended (for logs, metrics and the audit log), and so how its transport closes.
@@ -78,89 +69,209 @@ impl End {
     }
 }
 
-/// What a websocket frame amounts to once control frames and fragments are dealt with.
+/// What the bytes read so far amount to, in order.
 pub enum Incoming {
     /// A complete text message: one Engine.IO packet.
     Text(BytesMut),
-    /// Nothing for the session (a control frame, a fragment, a binary attachment).
-    Nothing,
+    /// A websocket ping, to be answered with its payload.
+    Ping(Bytes),
     /// The transport is done.
     End(End),
 }
 
-/// The write half of one socket and the state of the frames it reads.
 pub struct Transport {
-    writer: Writer,
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
     /// The largest message, reassembled or not.
     max_message: usize,
     /// A write that takes longer fails the socket as a slow consumer.
-    write_deadline: std::time::Duration,
+    write_deadline: Duration,
+    /// The bytes of a frame that has not fully arrived (empty, with no allocation, otherwise).
+    partial_frame: Vec<u8>,
     /// A fragmented message being reassembled (bounded by `max_message`).
-    partial: Option<(OpCode, BytesMut)>,
+    fragments: Option<(Opcode, BytesMut)>,
     /// A write did not complete within the deadline.
     stalled: bool,
 }
 
 impl Transport {
-    pub fn new(writer: Writer, max_message: usize, write_deadline: std::time::Duration) -> Self {
-        Transport { writer, max_message, write_deadline, partial: None, stalled: false }
+    /// The transport of an upgraded connection: the TCP stream back out of hyper, with whatever
+    /// hyper had read past the handshake.
+    pub fn from_upgraded(
+        upgraded: Upgraded,
+        max_message: usize,
+        write_deadline: Duration,
+    ) -> Result<Transport, &'static str> {
+        let parts = upgraded.downcast::<TokioIo<TcpStream>>().map_err(|_| "the upgraded connection is not TCP")?;
+        let (read, write) = parts.io.into_inner().into_split();
+        let mut transport = Transport {
+            read,
+            write,
+            max_message,
+            write_deadline,
+            partial_frame: Vec::new(),
+            fragments: None,
+            stalled: false,
+        };
+        if !parts.read_buf.is_empty() {
+            transport.partial_frame = parts.read_buf.to_vec();
+        }
+        Ok(transport)
     }
 
-    /// Sorts one read frame: answers websocket pings, reassembles fragments, drops binary
-    /// frames (attachments of BINARY_EVENT packets, which are refused).
-    pub async fn on_frame(&mut self, opcode: OpCode, fin: bool, payload: BytesMut) -> Incoming {
-        let message = match opcode {
-            OpCode::Close => return Incoming::End(End::ClientClosed),
-            OpCode::Ping => {
-                return match self.write_raw(Frame::pong(Payload::Borrowed(&payload))).await {
-                    Ok(()) => Incoming::Nothing,
-                    Err(_) => Incoming::End(self.failure()),
+    /// Whether bytes read with the handshake wait to be parsed (before waiting on the socket).
+    pub fn has_buffered(&self) -> bool {
+        !self.partial_frame.is_empty()
+    }
+
+    /// Resolves when the socket has bytes (or an end) to read. Cancel-safe.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.read.readable().await
+    }
+
+    /// Takes what the socket has without waiting and sorts it into `out`: complete messages,
+    /// pings to answer, or the end. Binary messages (attachments of BINARY_EVENT packets, which
+    /// are refused) and pongs are dropped here.
+    pub fn read_available(&mut self, out: &mut Vec<Incoming>) {
+        READ.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            match self.read.try_read(&mut buffer[..]) {
+                Ok(0) => out.push(Incoming::End(End::TransportError)),
+                Ok(n) => self.take_frames(&buffer[..n], out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !self.partial_frame.is_empty() {
+                        self.take_frames(&[], out);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket read ended");
+                    out.push(Incoming::End(End::TransportError));
                 }
             }
-            OpCode::Pong => return Incoming::Nothing,
-            OpCode::Continuation => {
-                let Some((kind, mut buffer)) = self.partial.take() else {
-                    return Incoming::End(End::ProtocolError);
+        });
+    }
+
+    /// Parses the frames in what was kept of an incomplete frame followed by `fresh`; keeps the
+    /// bytes of a frame still incomplete.
+    fn take_frames(&mut self, fresh: &[u8], out: &mut Vec<Incoming>) {
+        let kept = std::mem::take(&mut self.partial_frame);
+        let joined;
+        let bytes: &[u8] = if kept.is_empty() {
+            fresh
+        } else {
+            let mut kept = kept;
+            kept.extend_from_slice(fresh);
+            joined = kept;
+            &joined
+        };
+        let mut at = 0;
+        loop {
+            let header = match FrameHeader::parse(&bytes[at..], self.max_message) {
+                Ok(Some(header)) => header,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "bad websocket frame");
+                    out.push(Incoming::End(End::ProtocolError));
+                    return;
+                }
+            };
+            let end = at + header.header_len + header.payload_len;
+            if end > bytes.len() {
+                break;
+            }
+            let mut payload = BytesMut::from(&bytes[at + header.header_len..end]);
+            unmask(&mut payload, header.mask);
+            at = end;
+            if let Some(item) = self.on_frame(header.opcode, header.fin, payload) {
+                let done = matches!(item, Incoming::End(_));
+                out.push(item);
+                if done {
+                    return;
+                }
+            }
+        }
+        if at < bytes.len() {
+            self.partial_frame = bytes[at..].to_vec();
+        }
+    }
+
+    /// One frame: control frames, fragments, complete messages.
+    fn on_frame(&mut self, opcode: Opcode, fin: bool, payload: BytesMut) -> Option<Incoming> {
+        let message = match opcode {
+            Opcode::Close => return Some(Incoming::End(End::ClientClosed)),
+            Opcode::Ping => return Some(Incoming::Ping(payload.freeze())),
+            Opcode::Pong => return None,
+            Opcode::Continuation => {
+                let Some((kind, mut buffer)) = self.fragments.take() else {
+                    return Some(Incoming::End(End::ProtocolError));
                 };
                 if buffer.len() + payload.len() > self.max_message {
-                    return Incoming::End(End::ProtocolError);
+                    return Some(Incoming::End(End::ProtocolError));
                 }
                 buffer.extend_from_slice(&payload);
                 if !fin {
-                    self.partial = Some((kind, buffer));
-                    return Incoming::Nothing;
+                    self.fragments = Some((kind, buffer));
+                    return None;
                 }
                 (kind, buffer)
             }
-            OpCode::Text | OpCode::Binary if !fin => {
-                self.partial = Some((opcode, payload));
-                return Incoming::Nothing;
+            Opcode::Text | Opcode::Binary if !fin => {
+                self.fragments = Some((opcode, payload));
+                return None;
             }
-            OpCode::Text | OpCode::Binary => (opcode, payload),
+            Opcode::Text | Opcode::Binary => (opcode, payload),
         };
         match message {
-            (OpCode::Binary, _) => Incoming::Nothing,
-            (_, text) if text.len() > self.max_message => Incoming::End(End::ProtocolError),
-            (_, text) => Incoming::Text(text),
+            (Opcode::Binary, _) => None,
+            (_, text) if text.len() > self.max_message => Some(Incoming::End(End::ProtocolError)),
+            (_, text) => Some(Incoming::Text(text)),
         }
     }
 
     /// Writes one text frame.
-    pub async fn write(&mut self, frame: &[u8]) -> Result<(), WebSocketError> {
-        self.write_raw(Frame::text(Payload::Borrowed(frame))).await
+    pub async fn write(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.write_frames(Opcode::Text, &[frame]).await
     }
 
-    /// Writes one frame, giving up after the deadline (the ping timeout): a client that takes
-    /// nothing for that long is a slow consumer (its kernel buffer is full), and waiting on it
-    /// would keep the session from noticing anything else.
-    async fn write_raw(&mut self, frame: Frame<'_>) -> Result<(), WebSocketError> {
-        match tokio::time::timeout(self.write_deadline, self.writer.write_frame(frame)).await {
+    /// Writes text frames back to back with one vectored write (as many as the kernel takes at
+    /// once), giving up after the deadline (the ping timeout): a client that takes nothing for
+    /// that long is a slow consumer (its kernel buffer is full), and waiting on it would keep
+    /// the session from noticing anything else.
+    pub async fn write_frames(&mut self, opcode: Opcode, frames: &[&[u8]]) -> io::Result<()> {
+        let mut headers = vec![[0u8; MAX_HEADER]; frames.len()];
+        let mut lens = Vec::with_capacity(frames.len());
+        for (header, frame) in headers.iter_mut().zip(frames) {
+            lens.push(encode_header(header, opcode, frame.len()));
+        }
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len() * 2);
+        for ((header, len), frame) in headers.iter().zip(&lens).zip(frames) {
+            slices.push(IoSlice::new(&header[..*len]));
+            slices.push(IoSlice::new(frame));
+        }
+        let write = &mut self.write;
+        let all = async move {
+            let mut slices = &mut slices[..];
+            while !slices.is_empty() {
+                let n = write.write_vectored(slices).await?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(self.write_deadline, all).await {
             Ok(result) => result,
             Err(_) => {
                 self.stalled = true;
-                Err(WebSocketError::ConnectionClosed)
+                Err(io::Error::from(io::ErrorKind::TimedOut))
             }
         }
+    }
+
+    /// Answers a websocket ping.
+    pub async fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.write_frames(Opcode::Pong, &[payload]).await
     }
 
     /// How a failed write ends the session.
@@ -176,7 +287,10 @@ impl Transport {
     pub async fn close(&mut self, end: End) {
         if end != End::TransportError && !self.stalled {
             let (code, reason) = end.close_frame();
-            let _ = self.write_raw(Frame::close(code, reason)).await;
+            let mut body = code.to_be_bytes().to_vec();
+            body.extend_from_slice(reason);
+            let _ = self.write_frames(Opcode::Close, &[&body]).await;
         }
+        let _ = self.write.shutdown().await;
     }
 }
