@@ -8,6 +8,10 @@
 //! commits once, then runs each job's completion in submission order. Completions run on this
 //! thread, so work that must follow the commit in order (publishing messages in seq order) goes
 //! there.
+//!
+//! A write may also be lazy ([`GroupCommit::write_lazily`]): it commits without an fsync of its
+//! own and becomes durable with the next durable commit, for records that can be rebuilt if a
+//! crash takes them (the queue's index of released messages).
 
 use std::sync::Arc;
 
@@ -21,7 +25,13 @@ const MAX_JOBS_PER_COMMIT: usize = 512;
 const QUEUE_BOUND: usize = 4096;
 
 type Completion = Box<dyn FnOnce(Result<(), CommitFailed>) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Completion, redb::Error> + Send>;
+type Run = Box<dyn FnOnce(&WriteTransaction) -> Result<Completion, redb::Error> + Send>;
+
+struct Job {
+    run: Run,
+    /// Whether the commit must be fsync'd before this job's caller hears back.
+    durable: bool,
+}
 
 /// A write that did not become durable: the database failed, or the writer is gone.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -55,7 +65,17 @@ impl GroupCommit {
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
     {
-        self.write_then(f, |_| {}).await
+        self.submit(f, |_| {}, true).await
+    }
+
+    /// Runs `f` inside a write transaction committed without an fsync of its own: visible at
+    /// once, durable with the next durable commit (a crash before then may lose it).
+    pub async fn write_lazily<T, F>(&self, f: F) -> Result<T, CommitFailed>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+    {
+        self.submit(f, |_| {}, false).await
     }
 
     /// Like [`write`](Self::write), and runs `after` on the writer thread right after the commit,
@@ -66,8 +86,17 @@ impl GroupCommit {
         F: FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
+        self.submit(f, after, true).await
+    }
+
+    async fn submit<T, F, A>(&self, f: F, after: A, durable: bool) -> Result<T, CommitFailed>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |txn| {
+        let run = Box::new(move |txn: &WriteTransaction| {
             let value = f(txn)?;
             Ok(Box::new(move |committed: Result<(), CommitFailed>| match committed {
                 Ok(()) => {
@@ -79,7 +108,7 @@ impl GroupCommit {
                 }
             }) as Completion)
         });
-        if self.jobs.send(job).await.is_err() {
+        if self.jobs.send(Job { run, durable }).await.is_err() {
             return Err(CommitFailed(format!("{} writer stopped", self.name).into()));
         }
         answer.await.unwrap_or_else(|_| Err(CommitFailed(format!("{} write aborted", self.name).into())))
@@ -112,7 +141,8 @@ fn commit_batch(db: &Database, jobs: &mut Vec<Job>, name: &'static str) {
             return;
         }
     };
-    if let Err(e) = txn.set_durability(Durability::Immediate) {
+    let durability = if jobs.iter().any(|j| j.durable) { Durability::Immediate } else { Durability::None };
+    if let Err(e) = txn.set_durability(durability) {
         tracing::error!(db = name, error = %e, "cannot set durability");
         jobs.clear();
         return;
@@ -123,7 +153,7 @@ fn commit_batch(db: &Database, jobs: &mut Vec<Job>, name: &'static str) {
         if failure.is_some() {
             continue; // dropped: its caller sees a failed write
         }
-        match job(&txn) {
+        match (job.run)(&txn) {
             Ok(done) => completions.push(done),
             Err(e) => failure = Some(CommitFailed::from(e)),
         }

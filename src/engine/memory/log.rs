@@ -11,8 +11,8 @@
 //! one sequential append and a share of one sync, not a B-tree transaction.
 //!
 //! When the store writer releases a batch, its dedupe entries and the chats' seqs are written to
-//! `queue.redb` in one durable transaction, the batch leaves memory, and segments whose records
-//! have all been released are deleted. At start the log is read back (a torn tail is cut): what
+//! `queue.redb` (committed lazily: no fsync per batch) and the batch leaves memory; once a whole
+//! segment has been released, one durable commit of `queue.redb` precedes its deletion. At start the log is read back (a torn tail is cut): what
 //! `queue.redb` says was released is skipped, the rest is queued again.
 //!
 //! Retention and bounds: queued messages are held in memory until released (the writer keeps
@@ -455,12 +455,13 @@ impl MessageLog for MemoryLog {
         if released.is_empty() {
             return Ok(());
         }
-        // The dedupe entries and seqs go to queue.redb first: only then may the segments holding
-        // these messages be deleted.
+        // The dedupe entries and seqs go to queue.redb first, lazily (no fsync of their own): a
+        // crash that takes them leaves the segments, which are read back at start. Before a
+        // segment is deleted, one durable commit makes everything released so far durable.
         let indexed: Vec<(Message, Vec<u8>)> =
             released.iter().map(|(_, m)| (m.clone(), serde_json::to_vec(m).unwrap_or_default())).collect();
         self.index_writer
-            .write(move |txn| {
+            .write_lazily(move |txn| {
                 let mut keys = txn.open_table(IDEMPOTENCY)?;
                 let mut age = txn.open_table(IDEMPOTENCY_AGE)?;
                 let mut seqs = txn.open_table(SEQS)?;
@@ -492,7 +493,11 @@ impl MessageLog for MemoryLog {
             metrics::gauge!("coursechat_writebehind_queue_depth").set(state.queued.len() as f64);
             state.queued.keys().next().copied().unwrap_or(u64::MAX)
         };
-        self.shared.segments.lock().release_before(oldest_left).map_err(unavailable)
+        if self.shared.segments.lock().releasable_before(oldest_left) {
+            self.index_writer.write(|_| Ok(())).await.map_err(unavailable)?;
+            self.shared.segments.lock().release_before(oldest_left).map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     async fn backlog(&self) -> EngineResult<u64> {

@@ -156,6 +156,11 @@ impl SegmentLog {
         Ok(first)
     }
 
+    /// Whether [`release_before`](Self::release_before) would delete a segment.
+    pub fn releasable_before(&self, position: u64) -> bool {
+        self.segments.len() > 1 && self.segments[0].next <= position
+    }
+
     /// Deletes every closed segment whose records all come before `position` (released).
     pub fn release_before(&mut self, position: u64) -> io::Result<()> {
         while self.segments.len() > 1 && self.segments[0].next <= position {
