@@ -94,10 +94,15 @@ wait_for() {
   done
 }
 
-# utime + stime of process $1, in clock ticks (the fields after the parenthesised name).
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# utime + stime of process $1, in clock ticks (the fields after the parenthesised name); -1 once
+# it is gone (a small run's generator can finish right at the end of its window).
+cpu_ticks() { { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null || echo; } | awk '{ print NF ? $12 + $13 : -1 }'; }
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+# Busy clock ticks of the whole machine (user nice system irq softirq steal), to tell how much
+# else ran during a window: this machine is shared.
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 
 # Starts server $1 on port $2 with data dir $3; sets server_pid.
 start_server() {
@@ -135,7 +140,7 @@ start_load() {
 
 # One row: server $1 at $2 msg/s.
 run_rate() {
-  local name=$1 rate=$2 dir port pairs label t c0 c1 t0 t1 cpu_window=1
+  local name=$1 rate=$2 dir port pairs label t c0 c1 t0 t1 g0=0 g1=0 m0=0 m1=0 cpu_window=1
   dir=$(mktemp -d -p "$work") port=$(free_port) pairs=$((rate / 5)) label="$name-$rate"
   start_server "$name" "$port" "$dir"
   local c_start
@@ -148,9 +153,9 @@ run_rate() {
   if wait_for "$work/$label.err" "sockets connected" "$gen_pid" 300; then
     t=$(now)
     sleep_until "$(awk -v t="$t" -v w="$warmup" 'BEGIN { printf "%.3f", t + 0.2 + w }')"
-    c0=$(cpu_ticks "$server_pid") t0=$(now)
+    c0=$(cpu_ticks "$server_pid") g0=$(cpu_ticks "$gen_pid") m0=$(machine_ticks) t0=$(now)
     sleep_until "$(awk -v t="$t" -v w="$warmup" -v d="$duration" 'BEGIN { printf "%.3f", t + 0.2 + w + d }')"
-    c1=$(cpu_ticks "$server_pid") t1=$(now)
+    c1=$(cpu_ticks "$server_pid") g1=$(cpu_ticks "$gen_pid") m1=$(machine_ticks) t1=$(now)
   else
     cpu_window=0
   fi
@@ -163,6 +168,7 @@ run_rate() {
   python3 load-tests/peers/report.py row --server "$name" --rate "$rate" --pairs "$pairs" \
     --summary "$work/$label.json" --stderr "$work/$label.err" --cpu-ticks "$((c1 - c0))" --tick "$tick" \
     --cpu-seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" --cpu-window "$cpu_window" \
+    --load-ticks "$((g1 < 0 ? -1 : g1 - g0))" --other-ticks "$((g1 < 0 ? -1 : m1 - m0 - (c1 - c0) - (g1 - g0)))" \
     >>"$rows"
 }
 

@@ -55,6 +55,11 @@ def row(a):
         cpu_seconds=a.cpu_seconds,
         cpu_window=bool(a.cpu_window),
         cpu_ms_per_delivery=cpu_ms / m["delivered"] if m["delivered"] else None,
+        # Cores used by the generator, and by everything else on the machine, over the window.
+        # (-1: the generator was gone at the end of the window, so neither is known).
+        load_cores=a.load_ticks / a.tick / a.cpu_seconds if a.cpu_seconds > 0 and a.load_ticks >= 0 else None,
+        other_cores=max(a.other_ticks, 0) / a.tick / a.cpu_seconds if a.cpu_seconds > 0 and a.load_ticks >= 0
+        else None,
     )
     print(json.dumps(out))
 
@@ -79,7 +84,21 @@ def fmt(v, digits=2):
 def ratio(v, base):
     if v is None or not base:
         return "–"
-    return f"{v / base:.2f}×"
+    r = v / base
+    return f"{r:.2f}×" if r >= 0.1 else f"{r:.2g}×"
+
+
+def cores(r):
+    """Cores the server, the generator and everything else used over the window."""
+    if not r.get("cpu_window") or not r.get("cpu_seconds"):
+        return "–"
+    server = r["cpu_ms"] / 1000 / r["cpu_seconds"]
+    return f"{server:.2f} / {fmt(r.get('load_cores'))} / {fmt(r.get('other_cores'))}"
+
+
+def kept_up(r):
+    """Whether the server handled the offered load: every send answered, ~all delivered."""
+    return r["unanswered"] == 0 and r["delivered_per_s"] >= 0.98 * r["rate"]
 
 
 def render(a):
@@ -90,23 +109,25 @@ def render(a):
     rates.sort(key=lambda r: (r["rate"], ORDER.index(r["server"])))
 
     lines = ["| server | offered msg/s | sockets | sent/s | delivered/s | send→deliver p99 ms | "
-             "server CPU-ms per delivery | p99 vs coursechat | CPU vs coursechat | errors |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "server CPU-ms per delivery | p99 vs coursechat | CPU vs coursechat | cores: server / load / other | errors |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rates:
         if "failed" in r:
-            lines.append(f"| {r['server']} | {r['rate']} | {r['sockets']} | – | – | – | – | – | – | "
+            lines.append(f"| {r['server']} | {r['rate']} | {r['sockets']} | – | – | – | – | – | – | – | "
                          f"run failed: {r['failed'][:80]} |")
             continue
         b = base.get(r["rate"], {})
-        errs = "none" if not r["errors"] else ", ".join(f"{k} {v}" for k, v in sorted(r["error_kinds"].items()))
-        if r["seq_gaps"] or r["seq_repeats"] or r["undelivered"]:
-            errs += f"; gaps {r['seq_gaps']}, repeats {r['seq_repeats']}, undelivered {r['undelivered']}"
+        problems = [f"{k} {v}" for k, v in sorted(r["error_kinds"].items())]
+        if r["unanswered"] or r["undelivered"] or r["seq_gaps"] or r["seq_repeats"]:
+            problems.append(f"{r['unanswered']:,} unanswered after the drain, {r['undelivered']} undelivered, "
+                            f"seq gaps {r['seq_gaps']}, repeats {r['seq_repeats']}")
+        errs = "; ".join(problems) or "none"
         cpu = fmt(r["cpu_ms_per_delivery"], 4) + ("" if r["cpu_window"] else " (whole run)")
         lines.append(
             f"| {r['server']} | {r['rate']} | {r['sockets']} | {fmt(r['sent_per_s'], 0)} | "
             f"{fmt(r['delivered_per_s'], 0)} | {fmt(r['deliver_p99_ms'])} | {cpu} | "
             f"{ratio(r['deliver_p99_ms'], b.get('deliver_p99_ms'))} | "
-            f"{ratio(r['cpu_ms_per_delivery'], b.get('cpu_ms_per_delivery'))} | {errs} |")
+            f"{ratio(r['cpu_ms_per_delivery'], b.get('cpu_ms_per_delivery'))} | {cores(r)} | {errs} |")
     table = "\n".join(lines)
 
     rss_rows = sorted((r for r in rows if r["kind"] == "rss"), key=lambda r: ORDER.index(r["server"]))
@@ -130,8 +151,8 @@ def render(a):
         print(rss_table)
 
     os.makedirs(a.out, exist_ok=True)
-    series = lambda key: {s: [(r["rate"], r[key]) for r in rates if r["server"] == s and "failed" not in r
-                              and r.get(key) is not None] for s in ORDER}
+    series = lambda key: {s: [(r["rate"], r[key], kept_up(r)) for r in rates if r["server"] == s
+                              and "failed" not in r and r.get(key) is not None] for s in ORDER}
     line_chart("send→deliver p99 against offered load", "p99 send→deliver (ms)", series("deliver_p99_ms"),
                os.path.join(a.out, "p99.svg"))
     line_chart("server CPU time per delivered message", "CPU-ms per delivery", series("cpu_ms_per_delivery"),
@@ -218,15 +239,21 @@ def line_chart(title, ylabel, series, path):
     for i, (name, ps) in enumerate((n, series[n]) for n in ORDER if series.get(n)):
         ps = sorted(ps)
         c = COLOUR[name]
-        path_d = " ".join(f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(ps))
+        path_d = " ".join(f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y, _) in enumerate(ps))
         out.append(f'<path d="{path_d}" fill="none" stroke="{c}" stroke-width="2"/>')
-        for x, y in ps:
-            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{c}"><title>{e(name)} '
-                       f'{x:g} msg/s: {y:.4g}</title></circle>')
+        for x, y, ok in ps:
+            fill = c if ok else "white"
+            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{fill}" stroke="{c}" '
+                       f'stroke-width="2"><title>{e(name)} {x:g} msg/s: {y:.4g}'
+                       f'{"" if ok else " (did not keep up)"}</title></circle>')
         ly = top + 10 + i * 20
         out.append(f'<line x1="{left + pw + 12}" x2="{left + pw + 32}" y1="{ly}" y2="{ly}" stroke="{c}" '
                    f'stroke-width="2"/>')
         out.append(f'<text x="{left + pw + 38}" y="{ly + 4}">{e(LABEL[name])}</text>')
+    if any(not ok for ps in series.values() for _, _, ok in ps):
+        ly = top + 10 + len([n for n in ORDER if series.get(n)]) * 20 + 6
+        out.append(f'<circle cx="{left + pw + 22}" cy="{ly}" r="4" fill="white" stroke="#555" stroke-width="2"/>')
+        out.append(f'<text x="{left + pw + 38}" y="{ly + 4}">did not keep up</text>')
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
@@ -245,6 +272,8 @@ def main():
     r.add_argument("--tick", type=int, required=True)
     r.add_argument("--cpu-seconds", type=float, required=True)
     r.add_argument("--cpu-window", type=int, required=True)
+    r.add_argument("--load-ticks", type=int, default=0)
+    r.add_argument("--other-ticks", type=int, default=0)
     s = sub.add_parser("rss")
     s.add_argument("--server", required=True)
     s.add_argument("--rss-kb", type=int, nargs=4, required=True)
