@@ -134,8 +134,8 @@ def render(a):
     rss_table = ""
     if rss_rows:
         rbase = next((r["kb_per_socket"] for r in rss_rows if r["server"] == "coursechat"), None)
-        out = ["| server | idle sockets | RSS MB | KB per idle socket | vs coursechat | "
-               "KB per socket, pairs' fixtures excluded |",
+        out = ["| server | idle sockets | RSS MiB | KiB per idle socket | vs coursechat | "
+               "KiB per socket, pairs' fixtures excluded |",
                "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in rss_rows:
             n1, n2 = r["sockets"]
