@@ -8,14 +8,16 @@
 //!
 //! Queue policy: a socket whose write queue is full is a slow consumer. It is told to close
 //! (transport close, so its client reconnects and recovers through `join_chat {lastSeq}`), never
-//! buffered without bound and never allowed to stall delivery to the others.
+//! buffered without bound and never allowed to stall delivery to the others. The queue is a
+//! deque the session swaps with its own when it writes, so an idle socket's queue holds no
+//! allocation beyond a few slots, and a busy one allocates nothing per frame.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// Unique per socket across all nodes (64 random bits), so an event can name the socket it came
 /// from and every node can skip it.
@@ -47,7 +49,11 @@ pub const MAX_JOINED_CHATS: usize = 1024;
 pub struct SocketHandle {
     pub id: SocketId,
     pub user: String,
-    queue: mpsc::Sender<Bytes>,
+    /// Frames waiting for the session to write them, at most `capacity`.
+    queue: Mutex<VecDeque<Bytes>>,
+    capacity: usize,
+    /// Told when a frame is queued; the session selects on it.
+    ready: Notify,
     /// Told when the socket must close (slow consumer); the session selects on it.
     close: Notify,
     /// The chats whose rooms this socket joined (at most [`MAX_JOINED_CHATS`]), so that leaving
@@ -56,8 +62,17 @@ pub struct SocketHandle {
 }
 
 impl SocketHandle {
-    pub fn new(id: SocketId, user: String, queue: mpsc::Sender<Bytes>) -> Self {
-        SocketHandle { id, user, queue, close: Notify::new(), rooms: Mutex::new(Vec::new()) }
+    /// A socket whose queue holds at most `capacity` frames (`CHAT_SOCKET_QUEUE`).
+    pub fn new(id: SocketId, user: String, capacity: usize) -> Self {
+        SocketHandle {
+            id,
+            user,
+            queue: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            ready: Notify::new(),
+            close: Notify::new(),
+            rooms: Mutex::new(Vec::new()),
+        }
     }
 
     /// The chats this socket joined.
@@ -67,14 +82,28 @@ impl SocketHandle {
 
     /// Queues a frame; a full queue marks the socket a slow consumer and asks it to close.
     pub fn send(&self, frame: Bytes) {
-        match self.queue.try_send(frame) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("coursechat_slow_consumer_disconnects_total").increment(1);
-                self.close.notify_one();
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        let mut queue = self.queue.lock();
+        if queue.len() >= self.capacity {
+            drop(queue);
+            metrics::counter!("coursechat_slow_consumer_disconnects_total").increment(1);
+            self.close.notify_one();
+            return;
         }
+        queue.push_back(frame);
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    /// Resolves once frames may be waiting (a permit is kept when none waits, so a frame queued
+    /// between two takes is never missed).
+    pub async fn frames_ready(&self) {
+        self.ready.notified().await
+    }
+
+    /// Moves every queued frame into `into` (which must be empty) by swapping the two deques,
+    /// so neither side allocates once both have grown to the usual burst.
+    pub fn take_frames(&self, into: &mut VecDeque<Bytes>) {
+        std::mem::swap(&mut *self.queue.lock(), into);
     }
 
     /// Asks the socket to close at the transport level; its client reconnects and recovers.
@@ -204,9 +233,9 @@ fn remove(map: &mut HashMap<String, Vec<Arc<SocketHandle>>>, key: &str, socket: 
 mod tests {
     use super::*;
 
-    fn socket(id: SocketId, user: &str, cap: usize) -> (Arc<SocketHandle>, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(cap);
-        (Arc::new(SocketHandle::new(id, user.into(), tx)), rx)
+    fn socket(id: SocketId, user: &str, cap: usize) -> (Arc<SocketHandle>, testing::Inbox) {
+        let socket = Arc::new(SocketHandle::new(id, user.into(), cap));
+        (socket.clone(), testing::Inbox::new(socket))
     }
 
     #[tokio::test]
@@ -223,9 +252,9 @@ mod tests {
             except: Some(1),
             frame: Bytes::from_static(b"x"),
         });
-        assert!(ra1.try_recv().is_err());
-        assert_eq!(ra2.try_recv().unwrap(), "x");
-        assert_eq!(rb1.try_recv().unwrap(), "x");
+        assert!(ra1.try_next().is_none());
+        assert_eq!(ra2.try_next().unwrap(), "x");
+        assert_eq!(rb1.try_next().unwrap(), "x");
         assert!(!hub.unregister(&a2));
         assert_eq!(hub.sockets_of("a"), 1);
         assert!(hub.unregister(&a1), "the user's last socket");
@@ -238,18 +267,18 @@ mod tests {
         hub.register(a.clone());
         let d = Delivery { target: Target::Room("c".into()), except: None, frame: Bytes::from_static(b"t") };
         hub.deliver(&d);
-        assert!(ra.try_recv().is_err());
+        assert!(ra.try_next().is_none());
         assert_eq!(hub.join("c", &a), Ok(true), "the room's first socket");
         assert_eq!(hub.join("c", &a), Ok(false), "joined already");
         let (b, _rb) = socket(2, "b", 4);
         hub.register(b.clone());
         assert_eq!(hub.join("c", &b), Ok(false), "the room has a socket already");
         hub.deliver(&d);
-        assert_eq!(ra.try_recv().unwrap(), "t");
+        assert_eq!(ra.try_next().unwrap(), "t");
         assert!(!hub.leave("c", &a));
         assert!(!hub.leave("c", &a), "not in the room any more");
         hub.deliver(&d);
-        assert!(ra.try_recv().is_err());
+        assert!(ra.try_next().is_none());
         assert!(hub.leave("c", &b), "the room's last socket");
         assert!(a.rooms().is_empty() && b.rooms().is_empty());
     }
@@ -275,5 +304,49 @@ mod tests {
         }
         assert_eq!(hub.join("one-more", &a), Err(TooManyRooms));
         assert_eq!(hub.join("c0", &a), Ok(false), "a room it is in is fine");
+    }
+}
+
+/// Test support: reading what the hub queued for a socket, as its session would.
+#[cfg(test)]
+pub mod testing {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::SocketHandle;
+
+    pub struct Inbox {
+        socket: Arc<SocketHandle>,
+        taken: VecDeque<Bytes>,
+    }
+
+    impl Inbox {
+        pub fn new(socket: Arc<SocketHandle>) -> Self {
+            Inbox { socket, taken: VecDeque::new() }
+        }
+
+        /// The next queued frame, if one is there now.
+        pub fn try_next(&mut self) -> Option<Bytes> {
+            if self.taken.is_empty() {
+                self.socket.take_frames(&mut self.taken);
+            }
+            self.taken.pop_front()
+        }
+
+        /// The next frame, waiting for it up to `within`.
+        pub async fn next(&mut self, within: Duration) -> Option<Bytes> {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                if let Some(frame) = self.try_next() {
+                    return Some(frame);
+                }
+                if tokio::time::timeout_at(deadline, self.socket.frames_ready()).await.is_err() {
+                    return None;
+                }
+            }
+        }
     }
 }

@@ -387,12 +387,11 @@ mod tests {
         let (sender, sender_tasks, _sender_dir) = redis_engine(&prefix, "b", Hub::new()).await;
         tokio::time::sleep(Duration::from_millis(300)).await; // subscribers connected
         let subscriptions = Arc::new(Subscriptions::new(hub, engine.bus.clone()));
-        let (tx, mut rx) = mpsc::channel(64);
-        let mut current = Arc::new(SocketHandle::new(1, "u1".into(), tx.clone()));
+        let mut current = Arc::new(SocketHandle::new(1, "u1".into(), 64));
         subscriptions.connect(&current).await;
         for id in 2..52 {
             // A page reload: the old socket's goodbye races the new socket's hello.
-            let next = Arc::new(SocketHandle::new(id, "u1".into(), tx.clone()));
+            let next = Arc::new(SocketHandle::new(id, "u1".into(), 64));
             let (gone, back) = (subscriptions.clone(), subscriptions.clone());
             let (old, new) = (current.clone(), next.clone());
             let gone = tokio::spawn(async move { gone.disconnect(&old).await });
@@ -403,8 +402,8 @@ mod tests {
         let frame = bytes::Bytes::from_static(b"42[\"ping\"]");
         let delivery = Delivery { target: Target::Users(vec!["u1".into()]), except: None, frame: frame.clone() };
         sender.bus.publish(delivery).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.expect("still subscribed");
-        assert_eq!(got, Some(frame));
+        let got = crate::hub::testing::Inbox::new(current).next(Duration::from_secs(2)).await;
+        assert_eq!(got, Some(frame), "still subscribed");
         tasks.abort();
         sender_tasks.abort();
     }

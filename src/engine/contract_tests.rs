@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::hub::testing::Inbox;
 use crate::hub::{Delivery, Hub, SocketHandle, Target};
 use crate::model::ids::new_object_id;
 
@@ -27,10 +28,10 @@ fn request(chat: &str, sender: &str, cmid: &str, recipients: &[&str]) -> AppendR
     }
 }
 
-fn listen(hub: &Hub, socket: u64, user: &str) -> mpsc::Receiver<Bytes> {
-    let (tx, rx) = mpsc::channel(1024);
-    hub.register(Arc::new(SocketHandle::new(socket, user.to_owned(), tx)));
-    rx
+fn listen(hub: &Hub, socket: u64, user: &str) -> Inbox {
+    let socket = Arc::new(SocketHandle::new(socket, user.to_owned(), 1024));
+    hub.register(socket.clone());
+    Inbox::new(socket)
 }
 
 /// `watch` is told each user the suite listens for, as a node does when a socket connects.
@@ -51,7 +52,7 @@ where
     assert_eq!(first.message.seq, 1);
     let second = log.append(request(&chat, &student, "b", &[&student, &tutor])).await.unwrap();
     assert_eq!(second.message.seq, 2);
-    let frame = tokio::time::timeout(Duration::from_secs(2), tutor_socket.recv()).await.unwrap().unwrap();
+    let frame = tutor_socket.next(Duration::from_secs(2)).await.unwrap();
     assert!(std::str::from_utf8(&frame).unwrap().contains(&first.message.id));
 
     // A repeated clientMsgId returns the first message and appends nothing.
@@ -79,7 +80,7 @@ where
     assert_eq!(seqs, (4..=23).collect::<Vec<_>>());
     // And the events left in seq order.
     let mut seen = Vec::new();
-    while let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(500), tutor_socket.recv()).await {
+    while let Some(f) = tutor_socket.next(Duration::from_millis(500)).await {
         let text = String::from_utf8(f.to_vec()).unwrap();
         let at = text.find("\"seq\":").unwrap() + 6;
         let seq: u64 = text[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap();
@@ -159,8 +160,8 @@ pub async fn rate_limiter_suite(limiter: &dyn RateLimiter, burst: u32) {
 }
 
 /// The next frame the socket gets within `within`, if any.
-async fn next_frame(rx: &mut mpsc::Receiver<Bytes>, within: Duration) -> Option<Bytes> {
-    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
+async fn next_frame(inbox: &mut Inbox, within: Duration) -> Option<Bytes> {
+    inbox.next(within).await
 }
 
 fn delivery(target: Target, except: Option<u64>, frame: &'static str) -> Delivery {
@@ -173,8 +174,8 @@ fn delivery(target: Target, except: Option<u64>, frame: &'static str) -> Deliver
 pub async fn bus_suite(publisher: &dyn Bus, listener: &dyn Bus, hub: &Hub) {
     let user = format!("b{}", new_object_id());
     let chat = new_object_id();
-    let (tx, mut rx) = mpsc::channel(64);
-    let socket = Arc::new(SocketHandle::new(7, user.clone(), tx));
+    let socket = Arc::new(SocketHandle::new(7, user.clone(), 64));
+    let mut rx = Inbox::new(socket.clone());
     let wait = Duration::from_secs(2);
 
     // A user's events reach every socket of the user but the one that caused them.

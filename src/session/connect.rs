@@ -52,10 +52,8 @@ impl Session {
     }
 
     async fn accept(&mut self, identity: Identity) -> Flow {
-        let Some(queue) = self.outbound_tx.take() else {
-            return Flow::End(End::ProtocolError);
-        };
         let caller = identity.caller;
+        let queue = self.node.config.limits.socket_queue;
         let handle = Arc::new(SocketHandle::new(self.socket_id, caller.user_id.clone(), queue));
         // Listening starts before the CONNECT ack, so no event after it is missed.
         self.node.connect(&handle).await;

@@ -14,12 +14,12 @@ mod connect;
 mod dispatch;
 mod transport;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth::Caller;
@@ -44,10 +44,9 @@ struct Session {
     peer: SocketAddr,
     socket_id: u64,
     transport: Transport,
-    /// Frames for this socket, from the hub (bounded: a full queue is a slow consumer).
-    outbound: mpsc::Receiver<Bytes>,
-    /// The queue's sending side, until CONNECT hands it to the hub.
-    outbound_tx: Option<mpsc::Sender<Bytes>>,
+    /// Frames taken from the hub's queue for this socket, being written (swapped with that
+    /// queue, so the two deques are reused).
+    writing: VecDeque<Bytes>,
     connected: Option<Connected>,
     /// When the last ping went out and whether its pong is still due.
     ping_sent_at: Instant,
@@ -73,7 +72,6 @@ pub async fn run(upgraded: Upgraded, node: Arc<Node>, peer: SocketAddr) {
             return;
         }
     };
-    let (outbound_tx, outbound) = mpsc::channel(limits.socket_queue.max(1));
     let now = Instant::now();
     let mut session = Session {
         connect_deadline: now + std::time::Duration::from_millis(limits.connect_timeout_ms),
@@ -81,8 +79,7 @@ pub async fn run(upgraded: Upgraded, node: Arc<Node>, peer: SocketAddr) {
         node,
         peer,
         socket_id,
-        outbound,
-        outbound_tx: Some(outbound_tx),
+        writing: VecDeque::new(),
         connected: None,
         ping_sent_at: now,
         awaiting_pong: false,
@@ -90,7 +87,7 @@ pub async fn run(upgraded: Upgraded, node: Arc<Node>, peer: SocketAddr) {
     };
     metrics::gauge!("coursechat_connections").increment(1.0);
     let end = session.serve().await;
-    session.finish(end).await;
+    Box::pin(session.finish(end)).await;
     metrics::gauge!("coursechat_connections").decrement(1.0);
 }
 
@@ -125,6 +122,12 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
+            let queued = async {
+                match &self.connected {
+                    Some(c) => c.handle.frames_ready().await,
+                    None => std::future::pending().await,
+                }
+            };
             let flow = tokio::select! {
                 biased;
                 _ = crate::shutdown::flagged(&mut drain) => Flow::End(End::Drain),
@@ -133,7 +136,7 @@ impl Session {
                     Ok(()) => self.on_readable().await,
                     Err(_) => Flow::End(End::TransportError),
                 },
-                Some(frame) = self.outbound.recv() => self.flush(frame).await,
+                _ = queued => self.flush().await,
                 _ = &mut timer => self.on_timer().await,
             };
             if let Flow::End(end) = flow {
@@ -181,17 +184,16 @@ impl Session {
         Flow::Continue
     }
 
-    /// Writes a queued frame and whatever else is already queued behind it, in one write.
-    async fn flush(&mut self, first: Bytes) -> Flow {
-        let mut frames = vec![first];
-        while frames.len() < 64 {
-            match self.outbound.try_recv() {
-                Ok(frame) => frames.push(frame),
-                Err(_) => break,
-            }
+    /// Writes every frame the hub queued for this socket, back to back.
+    async fn flush(&mut self) -> Flow {
+        let Some(c) = &self.connected else { return Flow::Continue };
+        c.handle.take_frames(&mut self.writing);
+        let written = self.transport.write_frames(Opcode::Text, self.writing.make_contiguous()).await;
+        self.writing.clear();
+        if self.writing.capacity() > 64 {
+            self.writing = VecDeque::new(); // a burst is over: give its room back
         }
-        let slices: Vec<&[u8]> = frames.iter().map(|f| f.as_ref()).collect();
-        match self.transport.write_frames(Opcode::Text, &slices).await {
+        match written {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::End(self.transport.failure()),
         }
@@ -204,7 +206,9 @@ impl Session {
         let mut flow = Flow::Continue;
         for item in incoming.drain(..) {
             flow = match item {
-                Incoming::Text(text) => self.on_packet(text).await,
+                // Boxed: the whole event path (rules, engine, store) would otherwise be inline in
+                // every socket's task, idle or not, which is most of its size.
+                Incoming::Text(text) => Box::pin(self.on_packet(text)).await,
                 Incoming::Ping(payload) => match self.transport.pong(&payload).await {
                     Ok(()) => Flow::Continue,
                     Err(_) => Flow::End(self.transport.failure()),

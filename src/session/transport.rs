@@ -23,6 +23,8 @@ use crate::protocol::websocket::{encode_header, unmask, FrameHeader, Opcode, MAX
 
 /// The worker thread's read buffer: every socket on the thread reads into it in turn.
 const READ_BUFFER: usize = 64 * 1024;
+/// Frames one vectored write carries at most (two slices each, well under `IOV_MAX`).
+const FRAMES_PER_WRITE: usize = 32;
 
 thread_local! {
     static READ: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUFFER]);
@@ -233,30 +235,32 @@ impl Transport {
         self.write_frames(Opcode::Text, &[frame]).await
     }
 
-    /// Writes text frames back to back with one vectored write (as many as the kernel takes at
-    /// once), giving up after the deadline (the ping timeout): a client that takes nothing for
-    /// that long is a slow consumer (its kernel buffer is full), and waiting on it would keep
+    /// Writes frames back to back with vectored writes (up to [`FRAMES_PER_WRITE`] a call, no
+    /// allocation), giving up after the deadline (the ping timeout): a client that takes nothing
+    /// for that long is a slow consumer (its kernel buffer is full), and waiting on it would keep
     /// the session from noticing anything else.
-    pub async fn write_frames(&mut self, opcode: Opcode, frames: &[&[u8]]) -> io::Result<()> {
-        let mut headers = vec![[0u8; MAX_HEADER]; frames.len()];
-        let mut lens = Vec::with_capacity(frames.len());
-        for (header, frame) in headers.iter_mut().zip(frames) {
-            lens.push(encode_header(header, opcode, frame.len()));
-        }
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len() * 2);
-        for ((header, len), frame) in headers.iter().zip(&lens).zip(frames) {
-            slices.push(IoSlice::new(&header[..*len]));
-            slices.push(IoSlice::new(frame));
-        }
+    pub async fn write_frames<B: AsRef<[u8]>>(&mut self, opcode: Opcode, frames: &[B]) -> io::Result<()> {
         let write = &mut self.write;
         let all = async move {
-            let mut slices = &mut slices[..];
-            while !slices.is_empty() {
-                let n = write.write_vectored(slices).await?;
-                if n == 0 {
-                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+            for chunk in frames.chunks(FRAMES_PER_WRITE) {
+                let mut headers = [[0u8; MAX_HEADER]; FRAMES_PER_WRITE];
+                let mut lens = [0usize; FRAMES_PER_WRITE];
+                for (i, frame) in chunk.iter().enumerate() {
+                    lens[i] = encode_header(&mut headers[i], opcode, frame.as_ref().len());
                 }
-                IoSlice::advance_slices(&mut slices, n);
+                let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+                for (i, frame) in chunk.iter().enumerate() {
+                    slices[2 * i] = IoSlice::new(&headers[i][..lens[i]]);
+                    slices[2 * i + 1] = IoSlice::new(frame.as_ref());
+                }
+                let mut left = &mut slices[..2 * chunk.len()];
+                while !left.is_empty() {
+                    let n = write.write_vectored(left).await?;
+                    if n == 0 {
+                        return Err(io::Error::from(io::ErrorKind::WriteZero));
+                    }
+                    IoSlice::advance_slices(&mut left, n);
+                }
             }
             Ok(())
         };
