@@ -235,42 +235,58 @@ impl Transport {
         self.write_frames(Opcode::Text, &[frame]).await
     }
 
-    /// Writes frames back to back with vectored writes (up to [`FRAMES_PER_WRITE`] a call, no
-    /// allocation), giving up after the deadline (the ping timeout): a client that takes nothing
-    /// for that long is a slow consumer (its kernel buffer is full), and waiting on it would keep
-    /// the session from noticing anything else.
+    /// Writes frames back to back: vectored writes straight from the frames (up to
+    /// [`FRAMES_PER_WRITE`] a call, headers on the stack) while the kernel takes them; what it
+    /// does not take at once is copied into one buffer and written as the socket drains, giving
+    /// up after the deadline (the ping timeout): a client that takes nothing for that long is a
+    /// slow consumer (its kernel buffer is full), and waiting on it would keep the session from
+    /// noticing anything else. Doing the common case without awaiting keeps the socket's task
+    /// small: no write state lives in it between writes.
     pub async fn write_frames<B: AsRef<[u8]>>(&mut self, opcode: Opcode, frames: &[B]) -> io::Result<()> {
-        let write = &mut self.write;
-        let all = async move {
-            for chunk in frames.chunks(FRAMES_PER_WRITE) {
-                let mut headers = [[0u8; MAX_HEADER]; FRAMES_PER_WRITE];
-                let mut lens = [0usize; FRAMES_PER_WRITE];
-                for (i, frame) in chunk.iter().enumerate() {
-                    lens[i] = encode_header(&mut headers[i], opcode, frame.as_ref().len());
-                }
-                let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
-                for (i, frame) in chunk.iter().enumerate() {
-                    slices[2 * i] = IoSlice::new(&headers[i][..lens[i]]);
-                    slices[2 * i + 1] = IoSlice::new(frame.as_ref());
-                }
-                let mut left = &mut slices[..2 * chunk.len()];
-                while !left.is_empty() {
-                    let n = write.write_vectored(left).await?;
-                    if n == 0 {
-                        return Err(io::Error::from(io::ErrorKind::WriteZero));
-                    }
-                    IoSlice::advance_slices(&mut left, n);
-                }
-            }
-            Ok(())
-        };
-        match tokio::time::timeout(self.write_deadline, all).await {
+        let Some(rest) = self.write_now(opcode, frames)? else { return Ok(()) };
+        match tokio::time::timeout(self.write_deadline, self.write.write_all(&rest)).await {
             Ok(result) => result,
             Err(_) => {
                 self.stalled = true;
                 Err(io::Error::from(io::ErrorKind::TimedOut))
             }
         }
+    }
+
+    /// Writes what the kernel takes now; returns the bytes it did not take, if any.
+    fn write_now<B: AsRef<[u8]>>(&mut self, opcode: Opcode, frames: &[B]) -> io::Result<Option<Vec<u8>>> {
+        let mut chunks = frames.chunks(FRAMES_PER_WRITE);
+        while let Some(chunk) = chunks.next() {
+            let mut headers = [[0u8; MAX_HEADER]; FRAMES_PER_WRITE];
+            let mut lens = [0usize; FRAMES_PER_WRITE];
+            for (i, frame) in chunk.iter().enumerate() {
+                lens[i] = encode_header(&mut headers[i], opcode, frame.as_ref().len());
+            }
+            let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+            for (i, frame) in chunk.iter().enumerate() {
+                slices[2 * i] = IoSlice::new(&headers[i][..lens[i]]);
+                slices[2 * i + 1] = IoSlice::new(frame.as_ref());
+            }
+            let mut left = &mut slices[..2 * chunk.len()];
+            while !left.is_empty() {
+                match self.write.try_write_vectored(left) {
+                    Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                    Ok(n) => IoSlice::advance_slices(&mut left, n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let mut rest: Vec<u8> = left.iter().flat_map(|s| s.iter().copied()).collect();
+                        for frame in chunks.flatten() {
+                            let mut header = [0u8; MAX_HEADER];
+                            let n = encode_header(&mut header, opcode, frame.as_ref().len());
+                            rest.extend_from_slice(&header[..n]);
+                            rest.extend_from_slice(frame.as_ref());
+                        }
+                        return Ok(Some(rest));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Answers a websocket ping.
