@@ -35,7 +35,9 @@ fn listen(hub: &Hub, socket: u64, user: &str) -> Inbox {
 }
 
 /// `watch` is told each user the suite listens for, as a node does when a socket connects.
-pub async fn message_log_suite<F, Fut>(log: &dyn MessageLog, hub: &Hub, watch: &F)
+/// `store` is the one the log's node writes behind to: the suite stores each drained batch
+/// there before releasing it, as the writer does.
+pub async fn message_log_suite<F, Fut>(log: &dyn MessageLog, store: &dyn crate::store::Store, hub: &Hub, watch: &F)
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -104,6 +106,8 @@ where
             break;
         }
         drained += batch.len();
+        let messages: Vec<Message> = batch.iter().map(|q| q.message.clone()).collect();
+        store.persist_messages(&messages).await.unwrap();
         let tokens: Vec<String> = batch.iter().map(|q| q.token.clone()).collect();
         log.release(&tokens).await.unwrap();
     }

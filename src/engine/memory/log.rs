@@ -33,6 +33,7 @@ use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::dedupe;
 use super::segments::SegmentLog;
 use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued};
 use crate::events::message_received_frame;
@@ -40,13 +41,10 @@ use crate::group_commit::GroupCommit;
 use crate::hub::{Delivery, Hub, Target};
 use crate::model::ids::new_object_id;
 use crate::model::{Message, Timestamp};
+use crate::store::Store;
 
 /// chat → highest seq released to the store.
 const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
-/// (chat, sender, clientMsgId) → the first message (JSON), once released.
-const IDEMPOTENCY: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("idempotency");
-/// (createdAt millis, chat, sender, clientMsgId): the same keys in age order, for pruning.
-const IDEMPOTENCY_AGE: TableDefinition<(i64, &str, &str, &str), ()> = TableDefinition::new("idempotency_age");
 /// The queue of earlier versions (position → message JSON), moved into the log at start.
 const LEGACY_QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 const LEGACY_PENDING: TableDefinition<(&str, u64), u64> = TableDefinition::new("pending");
@@ -87,7 +85,16 @@ impl State {
 
 struct Job {
     req: AppendRequest,
-    reply: oneshot::Sender<EngineResult<Appended>>,
+    reply: oneshot::Sender<EngineResult<Answer>>,
+}
+
+/// What the committer answers a send. Moved once through a oneshot per send: boxing the large
+/// variant would only add an allocation per send.
+#[allow(clippy::large_enum_variant)]
+enum Answer {
+    Appended(Appended),
+    /// A resend of a message the store has: its seq (the log reads it back from the store).
+    Released(u64),
 }
 
 /// What the committer and the log's callers share.
@@ -103,6 +110,8 @@ struct Shared {
 
 pub struct MemoryLog {
     shared: Arc<Shared>,
+    /// Where the first message of a resend is read back once it was released.
+    store: Arc<dyn Store>,
     jobs: mpsc::Sender<Job>,
     /// Writes to `queue.redb` (releases, pruning), group-committed.
     index_writer: GroupCommit,
@@ -118,6 +127,7 @@ impl MemoryLog {
     /// the latter), reads back what it holds, and starts the committer thread.
     pub fn open(
         dir: &Path,
+        store: Arc<dyn Store>,
         hub: Arc<Hub>,
         idempotency_window: Duration,
         presenter: Presenter,
@@ -129,10 +139,9 @@ impl MemoryLog {
         {
             let txn = index.begin_write().map_err(unavailable)?;
             txn.open_table(SEQS).map_err(unavailable)?;
-            txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
-            txn.open_table(IDEMPOTENCY_AGE).map_err(unavailable)?;
             txn.commit().map_err(unavailable)?;
         }
+        dedupe::open(&index)?;
         let (mut segments, recovered) = SegmentLog::open(&dir.join("queue"), SEGMENT_BYTES).map_err(unavailable)?;
         let legacy = legacy_queue(&index)?;
         if !legacy.is_empty() {
@@ -142,18 +151,19 @@ impl MemoryLog {
             let mut recovered_legacy = recovered;
             recovered_legacy.records.extend(legacy.into_iter().enumerate().map(|(i, r)| (first + i as u64, r)));
             drop_legacy_queue(&index)?;
-            return Self::start(index, segments, recovered_legacy.records, hub, idempotency_window, presenter);
+            return Self::start(index, segments, recovered_legacy.records, store, hub, idempotency_window, presenter);
         }
         if recovered.torn_bytes > 0 || recovered.damaged > 0 {
             metrics::counter!("coursechat_queue_recovery_cuts_total").increment(1);
         }
-        Self::start(index, segments, recovered.records, hub, idempotency_window, presenter)
+        Self::start(index, segments, recovered.records, store, hub, idempotency_window, presenter)
     }
 
     fn start(
         index: Database,
         segments: SegmentLog,
         records: Vec<(u64, Vec<u8>)>,
+        store: Arc<dyn Store>,
         hub: Arc<Hub>,
         idempotency_window: Duration,
         presenter: Presenter,
@@ -198,30 +208,13 @@ impl MemoryLog {
             .name("commit-queue".into())
             .spawn(move || committer.run(rx))
             .map_err(unavailable)?;
-        Ok(MemoryLog { shared, jobs, index_writer, idempotency_window })
+        Ok(MemoryLog { shared, store, jobs, index_writer, idempotency_window })
     }
 
     /// Deletes released dedupe entries older than the window; returns how many went.
     pub async fn prune_idempotency(&self) -> EngineResult<usize> {
         let cutoff = Timestamp::now().millis() - self.idempotency_window.as_millis() as i64;
-        self.index_writer
-            .write(move |txn| {
-                let mut age = txn.open_table(IDEMPOTENCY_AGE)?;
-                let mut keys = txn.open_table(IDEMPOTENCY)?;
-                let mut expired = Vec::new();
-                for entry in age.range((i64::MIN, "", "", "")..(cutoff, "", "", ""))?.take(10_000) {
-                    let (k, _) = entry?;
-                    let (at, chat, sender, cmid) = k.value();
-                    expired.push((at, chat.to_owned(), sender.to_owned(), cmid.to_owned()));
-                }
-                for (at, chat, sender, cmid) in &expired {
-                    keys.remove((chat.as_str(), sender.as_str(), cmid.as_str()))?;
-                    age.remove((*at, chat.as_str(), sender.as_str(), cmid.as_str()))?;
-                }
-                Ok(expired.len())
-            })
-            .await
-            .map_err(unavailable)
+        self.index_writer.write(move |txn| dedupe::prune(txn, cutoff)).await.map_err(unavailable)
     }
 }
 
@@ -264,6 +257,7 @@ struct Committer {
 enum Outcome {
     New(Message, Vec<u8>),
     Duplicate(Message),
+    Released(u64),
     Failed(EngineError),
 }
 
@@ -330,9 +324,10 @@ impl Committer {
             let answer = match outcome {
                 Outcome::New(message, json) => {
                     self.fan_out(&job.req, &message, &json);
-                    Ok(Appended { message, duplicate: false })
+                    Ok(Answer::Appended(Appended { message, duplicate: false }))
                 }
-                Outcome::Duplicate(message) => Ok(Appended { message, duplicate: true }),
+                Outcome::Duplicate(message) => Ok(Answer::Appended(Appended { message, duplicate: true })),
+                Outcome::Released(seq) => Ok(Answer::Released(seq)),
                 Outcome::Failed(e) => Err(e),
             };
             let _ = job.reply.send(answer);
@@ -346,8 +341,8 @@ impl Committer {
         if let Some(first) = self.shared.state.lock().dedupe.get(&key) {
             return Outcome::Duplicate(first.clone());
         }
-        match self.released_duplicate(&key) {
-            Ok(Some(first)) => return Outcome::Duplicate(first),
+        match dedupe::released_seq(&self.shared.index, dedupe::key_hash(&key.0, &key.1, &key.2)) {
+            Ok(Some(seq)) => return Outcome::Released(seq),
             Ok(None) => {}
             Err(e) => return Outcome::Failed(e),
         }
@@ -374,14 +369,6 @@ impl Committer {
         // A resend later in this batch finds it (and is answered after the same sync).
         self.shared.state.lock().dedupe.insert(key, message.clone());
         Outcome::New(message, json)
-    }
-
-    /// The first message of `key` when the store writer released it already.
-    fn released_duplicate(&self, key: &Key) -> EngineResult<Option<Message>> {
-        let read = self.shared.index.begin_read().map_err(unavailable)?;
-        let table = read.open_table(IDEMPOTENCY).map_err(unavailable)?;
-        let found = table.get((key.0.as_str(), key.1.as_str(), key.2.as_str())).map_err(unavailable)?;
-        found.map(|v| decode(v.value())).transpose()
     }
 
     fn next_seq(&mut self, chat_id: &str) -> EngineResult<u64> {
@@ -416,9 +403,22 @@ impl Committer {
 #[async_trait]
 impl MessageLog for MemoryLog {
     async fn append(&self, req: AppendRequest) -> EngineResult<Appended> {
+        let key = (req.chat_id.clone(), req.sender_id.clone(), req.client_msg_id.clone());
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job { req, reply }).await.map_err(|_| unavailable("the durable queue stopped"))?;
-        answer.await.unwrap_or_else(|_| Err(unavailable("the durable queue stopped")))
+        match answer.await.unwrap_or_else(|_| Err(unavailable("the durable queue stopped")))? {
+            Answer::Appended(appended) => Ok(appended),
+            Answer::Released(seq) => {
+                let (chat_id, sender_id, client_msg_id) = key;
+                let stored = self.store.messages_after(&chat_id, seq.saturating_sub(1), 1).await?;
+                let first = stored
+                    .into_iter()
+                    .find(|m| m.seq == seq && m.sender_id == sender_id && m.client_msg_id == client_msg_id);
+                first
+                    .map(|message| Appended { message, duplicate: true })
+                    .ok_or_else(|| unavailable("the first message of this clientMsgId is not in the store"))
+            }
+        }
     }
 
     async fn pending(&self, chat_id: &str) -> EngineResult<Vec<Message>> {
@@ -458,20 +458,15 @@ impl MessageLog for MemoryLog {
         // The dedupe entries and seqs go to queue.redb first, lazily (no fsync of their own): a
         // crash that takes them leaves the segments, which are read back at start. Before a
         // segment is deleted, one durable commit makes everything released so far durable.
-        let indexed: Vec<(Message, Vec<u8>)> =
-            released.iter().map(|(_, m)| (m.clone(), serde_json::to_vec(m).unwrap_or_default())).collect();
+        let indexed: Vec<Message> = released.iter().map(|(_, m)| m.clone()).collect();
         self.index_writer
             .write_lazily(move |txn| {
-                let mut keys = txn.open_table(IDEMPOTENCY)?;
-                let mut age = txn.open_table(IDEMPOTENCY_AGE)?;
                 let mut seqs = txn.open_table(SEQS)?;
-                for (m, json) in &indexed {
-                    let key = (m.chat_id.as_str(), m.sender_id.as_str(), m.client_msg_id.as_str());
-                    keys.insert(key, json.as_slice())?;
-                    age.insert((m.created_at.millis(), key.0, key.1, key.2), ())?;
-                    let current = seqs.get(key.0)?.map_or(0, |v| v.value());
+                for m in &indexed {
+                    dedupe::record(txn, m)?;
+                    let current = seqs.get(m.chat_id.as_str())?.map_or(0, |v| v.value());
                     if m.seq > current {
-                        seqs.insert(key.0, m.seq)?;
+                        seqs.insert(m.chat_id.as_str(), m.seq)?;
                     }
                 }
                 Ok(())

@@ -4,6 +4,7 @@
 //! fan-out bus is a direct call into the local hub ([`bus`]).
 
 pub mod bus;
+pub mod dedupe;
 pub mod directory;
 pub mod limiter;
 pub mod log;
@@ -43,6 +44,7 @@ pub fn start(
     let (notices_tx, notices) = mpsc::channel(4096);
     let log = Arc::new(log::MemoryLog::open(
         data_dir,
+        store.clone(),
         hub.clone(),
         limits.idempotency_window,
         presenter,
@@ -117,9 +119,17 @@ mod tests {
     async fn memory_log_passes_the_message_log_contract() {
         let dir = tempfile::tempdir().unwrap();
         let hub = Hub::new();
-        let log = log::MemoryLog::open(dir.path(), hub.clone(), Duration::from_secs(3600), Arc::new(|_| {}), 1 << 20)
-            .unwrap();
-        contract_tests::message_log_suite(&log, &hub, &|_| async {}).await;
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap());
+        let log = log::MemoryLog::open(
+            dir.path(),
+            store.clone(),
+            hub.clone(),
+            Duration::from_secs(3600),
+            Arc::new(|_| {}),
+            1 << 20,
+        )
+        .unwrap();
+        contract_tests::message_log_suite(&log, store.as_ref(), &hub, &|_| async {}).await;
     }
 
     #[tokio::test]
@@ -146,14 +156,28 @@ mod tests {
         contract_tests::directory_suite(&directory::directory(store.clone()), store.as_ref()).await;
     }
 
-    fn open_log(dir: &std::path::Path) -> log::MemoryLog {
-        log::MemoryLog::open(dir, Hub::new(), Duration::from_secs(3600), Arc::new(|_| {}), 1 << 20).unwrap()
+    /// The store a test log reads released messages back from (as the node's writer fills it).
+    fn test_store(dir: &std::path::Path) -> Arc<dyn Store> {
+        Arc::new(EmbeddedStore::open(&dir.join("store")).unwrap())
+    }
+
+    fn open_log(dir: &std::path::Path, store: &Arc<dyn Store>) -> log::MemoryLog {
+        log::MemoryLog::open(dir, store.clone(), Hub::new(), Duration::from_secs(3600), Arc::new(|_| {}), 1 << 20)
+            .unwrap()
     }
 
     /// Opens the log again once the previous one's threads let go of the files.
-    async fn reopen_log(dir: &std::path::Path) -> log::MemoryLog {
+    async fn reopen_log(dir: &std::path::Path, store: &Arc<dyn Store>) -> log::MemoryLog {
         loop {
-            match log::MemoryLog::open(dir, Hub::new(), Duration::from_secs(3600), Arc::new(|_| {}), 1 << 20) {
+            let opened = log::MemoryLog::open(
+                dir,
+                store.clone(),
+                Hub::new(),
+                Duration::from_secs(3600),
+                Arc::new(|_| {}),
+                1 << 20,
+            );
+            match opened {
                 Ok(l) => break l,
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
@@ -179,13 +203,14 @@ mod tests {
         use crate::engine::MessageLog;
         let dir = tempfile::tempdir().unwrap();
         let chat = crate::model::ids::new_object_id();
+        let store = test_store(dir.path());
         {
-            let log = open_log(dir.path());
+            let log = open_log(dir.path(), &store);
             for cmid in ["a", "b"] {
                 log.append(send(&chat, cmid)).await.unwrap();
             }
         }
-        let log = reopen_log(dir.path()).await;
+        let log = reopen_log(dir.path(), &store).await;
         assert_eq!(log.backlog().await.unwrap(), 2);
         assert_eq!(log.pending(&chat).await.unwrap().len(), 2);
     }
@@ -195,16 +220,19 @@ mod tests {
         use crate::engine::MessageLog;
         let dir = tempfile::tempdir().unwrap();
         let chat = crate::model::ids::new_object_id();
+        let store = test_store(dir.path());
         let first = {
-            let log = open_log(dir.path());
+            let log = open_log(dir.path(), &store);
             let first = log.append(send(&chat, "a")).await.unwrap().message;
             log.append(send(&chat, "b")).await.unwrap();
             let batch = log.next_batch(1, Duration::ZERO).await.unwrap();
             assert_eq!(batch.len(), 1);
+            // As the writer does: stored, then released.
+            store.persist_messages(&[batch[0].message.clone()]).await.unwrap();
             log.release(&[batch[0].token.clone()]).await.unwrap();
             first
         };
-        let log = reopen_log(dir.path()).await;
+        let log = reopen_log(dir.path(), &store).await;
         assert_eq!(log.pending(&chat).await.unwrap().iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2]);
         let again = log.append(send(&chat, "a")).await.unwrap();
         assert!(again.duplicate, "a released message still dedupes after a restart");
@@ -240,12 +268,42 @@ mod tests {
             }
             txn.commit().unwrap();
         }
-        let log = open_log(dir.path());
+        let store = test_store(dir.path());
+        // And a message its dedupe index held, released (stored) long ago.
+        let other_chat = crate::model::ids::new_object_id();
+        let released = crate::model::Message {
+            id: crate::model::ids::new_object_id(),
+            chat_id: other_chat.clone(),
+            seq: 1,
+            sender_id: "s".into(),
+            sender_type: crate::model::SenderType::User,
+            kind: Default::default(),
+            content: "long ago".into(),
+            attachment: None,
+            client_msg_id: "old".into(),
+            created_at: crate::model::Timestamp::now(),
+        };
+        store.persist_messages(std::slice::from_ref(&released)).await.unwrap();
+        {
+            let db = redb::Database::open(dir.path().join("queue.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let def = redb::TableDefinition::<(&str, &str, &str), &[u8]>::new("idempotency");
+                let mut index = txn.open_table(def).unwrap();
+                let json = serde_json::to_vec(&released).unwrap();
+                index.insert((other_chat.as_str(), "s", "old"), json.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let log = open_log(dir.path(), &store);
+        let again = log.append(send(&other_chat, "old")).await.unwrap();
+        assert!(again.duplicate, "the earlier version's dedupe index was moved");
+        assert_eq!(again.message, released);
         assert_eq!(log.backlog().await.unwrap(), 3);
         assert!(log.append(send(&chat, "m2")).await.unwrap().duplicate);
         assert_eq!(log.append(send(&chat, "new")).await.unwrap().message.seq, 4);
         drop(log);
-        let log = reopen_log(dir.path()).await;
+        let log = reopen_log(dir.path(), &store).await;
         assert_eq!(log.backlog().await.unwrap(), 4, "moved once, not twice");
     }
 }

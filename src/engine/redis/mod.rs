@@ -388,7 +388,7 @@ mod tests {
             let bus = bus.clone();
             async move { bus.subscribe(&Topic::User(user)).await.unwrap() }
         };
-        contract_tests::message_log_suite(n.engine.log.as_ref(), &n.hub, &watch).await;
+        contract_tests::message_log_suite(n.engine.log.as_ref(), n.store.as_ref(), &n.hub, &watch).await;
         finish(&[&n], &prefix).await;
     }
 
