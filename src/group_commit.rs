@@ -115,16 +115,23 @@ impl GroupCommit {
     }
 }
 
+/// Waits for the first job, then takes every job already waiting, up to `max`, into `jobs`;
+/// false once every sender is gone. The batching of every group commit.
+pub fn gather<T>(rx: &mut mpsc::Receiver<T>, max: usize, jobs: &mut Vec<T>) -> bool {
+    let Some(first) = rx.blocking_recv() else { return false };
+    jobs.push(first);
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
 fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>, name: &'static str) {
     let mut jobs = Vec::with_capacity(64);
-    while let Some(first) = rx.blocking_recv() {
-        jobs.push(first);
-        while jobs.len() < MAX_JOBS_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+    while gather(&mut rx, MAX_JOBS_PER_COMMIT, &mut jobs) {
         metrics::histogram!("coursechat_group_commit_jobs", "db" => name).record(jobs.len() as f64);
         let started = std::time::Instant::now();
         commit_batch(db, &mut jobs, name);

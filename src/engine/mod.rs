@@ -72,6 +72,24 @@ pub struct AppendRequest {
     pub origin: Option<SocketId>,
 }
 
+impl AppendRequest {
+    /// The message this request becomes with `seq`: a fresh id, created now.
+    pub fn message(&self, seq: u64) -> Message {
+        Message {
+            id: crate::model::ids::new_object_id(),
+            chat_id: self.chat_id.clone(),
+            seq,
+            sender_id: self.sender_id.clone(),
+            sender_type: self.sender_type,
+            kind: self.kind,
+            content: self.content.clone(),
+            attachment: self.attachment.clone(),
+            client_msg_id: self.client_msg_id.clone(),
+            created_at: Timestamp::now(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Appended {
     pub message: Message,

@@ -39,7 +39,6 @@ use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageL
 use crate::events::message_received_frame;
 use crate::group_commit::GroupCommit;
 use crate::hub::{Delivery, Hub, Target};
-use crate::model::ids::new_object_id;
 use crate::model::{Message, Timestamp};
 use crate::store::Store;
 
@@ -264,14 +263,7 @@ enum Outcome {
 impl Committer {
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(64);
-        while let Some(first) = rx.blocking_recv() {
-            jobs.push(first);
-            while jobs.len() < MAX_JOBS_PER_COMMIT {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
+        while crate::group_commit::gather(&mut rx, MAX_JOBS_PER_COMMIT, &mut jobs) {
             metrics::histogram!("coursechat_group_commit_jobs", "db" => "queue").record(jobs.len() as f64);
             let started = std::time::Instant::now();
             self.commit(&mut jobs);
@@ -350,18 +342,7 @@ impl Committer {
             Ok(seq) => seq,
             Err(e) => return Outcome::Failed(e),
         };
-        let message = Message {
-            id: new_object_id(),
-            chat_id: req.chat_id.clone(),
-            seq,
-            sender_id: req.sender_id.clone(),
-            sender_type: req.sender_type,
-            kind: req.kind,
-            content: req.content.clone(),
-            attachment: req.attachment.clone(),
-            client_msg_id: req.client_msg_id.clone(),
-            created_at: Timestamp::now(),
-        };
+        let message = req.message(seq);
         let json = match serde_json::to_vec(&message) {
             Ok(json) => json,
             Err(e) => return Outcome::Failed(unavailable(e)),

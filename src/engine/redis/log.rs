@@ -19,8 +19,6 @@ use tokio::time::Instant;
 
 use super::{unavailable, Redis, RedisOptions};
 use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued, Window};
-use crate::model::ids::new_object_id;
-use crate::model::time::Timestamp;
 use crate::model::Message;
 use crate::store::Store;
 
@@ -298,18 +296,7 @@ impl RedisLog {
 #[async_trait]
 impl MessageLog for RedisLog {
     async fn append(&self, req: AppendRequest) -> EngineResult<Appended> {
-        let mut message = Message {
-            id: new_object_id(),
-            chat_id: req.chat_id.clone(),
-            seq: 0,
-            sender_id: req.sender_id.clone(),
-            sender_type: req.sender_type,
-            kind: req.kind,
-            content: req.content.clone(),
-            attachment: req.attachment.clone(),
-            client_msg_id: req.client_msg_id.clone(),
-            created_at: Timestamp::now(),
-        };
+        let mut message = req.message(0);
         let mut reply = self.run_append(&req, &message, None).await?;
         if int(reply.first()) == Some(-1) {
             let seed = self.seed(&req.chat_id).await?;
