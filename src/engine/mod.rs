@@ -41,6 +41,11 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// `unavailable`, saying why.
+    pub fn unavailable(why: impl std::fmt::Display) -> Self {
+        EngineError::Unavailable(why.to_string())
+    }
+
     pub fn code(&self) -> ErrorCode {
         ErrorCode::Unavailable
     }

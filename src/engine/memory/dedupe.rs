@@ -21,10 +21,6 @@ const OLD_AGE: TableDefinition<(i64, &str, &str, &str), ()> = TableDefinition::n
 
 pub type KeyHash = (u64, u64);
 
-fn unavailable(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Unavailable(e.to_string())
-}
-
 pub fn key_hash(chat_id: &str, sender_id: &str, client_msg_id: &str) -> KeyHash {
     let mut h = Sha256::new();
     for part in [chat_id, sender_id, client_msg_id] {
@@ -39,11 +35,11 @@ pub fn key_hash(chat_id: &str, sender_id: &str, client_msg_id: &str) -> KeyHash 
 
 /// Creates the tables, and moves an earlier version's index into them (once).
 pub fn open(index: &Database) -> EngineResult<()> {
-    let txn = index.begin_write().map_err(unavailable)?;
-    txn.open_table(DEDUPE).map_err(unavailable)?;
-    txn.open_table(DEDUPE_AGE).map_err(unavailable)?;
-    let moved = move_old_index(&txn).map_err(unavailable)?;
-    txn.commit().map_err(unavailable)?;
+    let txn = index.begin_write().map_err(EngineError::unavailable)?;
+    txn.open_table(DEDUPE).map_err(EngineError::unavailable)?;
+    txn.open_table(DEDUPE_AGE).map_err(EngineError::unavailable)?;
+    let moved = move_old_index(&txn).map_err(EngineError::unavailable)?;
+    txn.commit().map_err(EngineError::unavailable)?;
     if moved > 0 {
         tracing::info!(entries = moved, "moved the dedupe index of an earlier version");
     }
@@ -75,9 +71,9 @@ fn move_old_index(txn: &WriteTransaction) -> Result<usize, redb::Error> {
 
 /// The seq of the released message with this key, if any.
 pub fn released_seq(index: &Database, key: KeyHash) -> EngineResult<Option<u64>> {
-    let read = index.begin_read().map_err(unavailable)?;
-    let table = read.open_table(DEDUPE).map_err(unavailable)?;
-    Ok(table.get(key).map_err(unavailable)?.map(|v| v.value()))
+    let read = index.begin_read().map_err(EngineError::unavailable)?;
+    let table = read.open_table(DEDUPE).map_err(EngineError::unavailable)?;
+    Ok(table.get(key).map_err(EngineError::unavailable)?.map(|v| v.value()))
 }
 
 /// Indexes a released message.

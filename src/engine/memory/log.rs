@@ -75,9 +75,9 @@ struct State {
 }
 
 impl State {
+    /// A message appended at `position` (its dedupe entry went in when it was classified).
     fn queue(&mut self, position: u64, message: Message) {
         self.by_chat.entry(message.chat_id.clone()).or_default().insert(message.seq, position);
-        self.dedupe.insert(key_of(&message), message.clone());
         self.queued.insert(position, message);
     }
 }
@@ -92,8 +92,9 @@ struct Job {
 #[allow(clippy::large_enum_variant)]
 enum Answer {
     Appended(Appended),
-    /// A resend of a message the store has: its seq (the log reads it back from the store).
-    Released(u64),
+    /// A resend of a message the store has: its seq, and the request handed back (the log reads
+    /// the first message back from the store).
+    Released(u64, AppendRequest),
 }
 
 /// What the committer and the log's callers share.
@@ -117,10 +118,6 @@ pub struct MemoryLog {
     idempotency_window: Duration,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Unavailable(e.to_string())
-}
-
 impl MemoryLog {
     /// Opens the log in `dir` (`queue/` and `queue.redb`, with `cache_bytes` of page cache for
     /// the latter), reads back what it holds, and starts the committer thread.
@@ -132,20 +129,23 @@ impl MemoryLog {
         presenter: Presenter,
         cache_bytes: usize,
     ) -> EngineResult<Self> {
-        std::fs::create_dir_all(dir).map_err(unavailable)?;
-        let index =
-            Database::builder().set_cache_size(cache_bytes).create(dir.join("queue.redb")).map_err(unavailable)?;
+        std::fs::create_dir_all(dir).map_err(EngineError::unavailable)?;
+        let index = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(dir.join("queue.redb"))
+            .map_err(EngineError::unavailable)?;
         {
-            let txn = index.begin_write().map_err(unavailable)?;
-            txn.open_table(SEQS).map_err(unavailable)?;
-            txn.commit().map_err(unavailable)?;
+            let txn = index.begin_write().map_err(EngineError::unavailable)?;
+            txn.open_table(SEQS).map_err(EngineError::unavailable)?;
+            txn.commit().map_err(EngineError::unavailable)?;
         }
         dedupe::open(&index)?;
-        let (mut segments, recovered) = SegmentLog::open(&dir.join("queue"), SEGMENT_BYTES).map_err(unavailable)?;
+        let (mut segments, recovered) =
+            SegmentLog::open(&dir.join("queue"), SEGMENT_BYTES).map_err(EngineError::unavailable)?;
         let legacy = legacy_queue(&index)?;
         if !legacy.is_empty() {
             let records: Vec<&[u8]> = legacy.iter().map(Vec::as_slice).collect();
-            let first = segments.append(&records).map_err(unavailable)?;
+            let first = segments.append(&records).map_err(EngineError::unavailable)?;
             tracing::info!(messages = legacy.len(), "moved the queue of an earlier version into the log");
             let mut recovered_legacy = recovered;
             recovered_legacy.records.extend(legacy.into_iter().enumerate().map(|(i, r)| (first + i as u64, r)));
@@ -169,20 +169,24 @@ impl MemoryLog {
     ) -> EngineResult<Self> {
         let mut state = State::default();
         {
-            let read = index.begin_read().map_err(unavailable)?;
-            let seqs = read.open_table(SEQS).map_err(unavailable)?;
+            let read = index.begin_read().map_err(EngineError::unavailable)?;
+            let seqs = read.open_table(SEQS).map_err(EngineError::unavailable)?;
             let mut released: HashMap<String, u64> = HashMap::new();
             for (position, record) in records {
                 let message = decode(&record)?;
                 let done = match released.get(&message.chat_id) {
                     Some(seq) => *seq,
                     None => {
-                        let seq = seqs.get(message.chat_id.as_str()).map_err(unavailable)?.map_or(0, |v| v.value());
+                        let seq = seqs
+                            .get(message.chat_id.as_str())
+                            .map_err(EngineError::unavailable)?
+                            .map_or(0, |v| v.value());
                         released.insert(message.chat_id.clone(), seq);
                         seq
                     }
                 };
                 if message.seq > done {
+                    state.dedupe.insert(key_of(&message), message.clone());
                     state.queue(position, message);
                 }
             }
@@ -191,9 +195,9 @@ impl MemoryLog {
         metrics::gauge!("coursechat_writebehind_queue_depth").set(backlog as f64);
         let mut segments = segments;
         let oldest_left = state.queued.keys().next().copied().unwrap_or(u64::MAX);
-        segments.release_before(oldest_left).map_err(unavailable)?;
+        segments.release_before(oldest_left).map_err(EngineError::unavailable)?;
         let index = Arc::new(index);
-        let index_writer = GroupCommit::start(index.clone(), "queue-index").map_err(unavailable)?;
+        let index_writer = GroupCommit::start(index.clone(), "queue-index").map_err(EngineError::unavailable)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             segments: Mutex::new(segments),
@@ -206,14 +210,14 @@ impl MemoryLog {
         std::thread::Builder::new()
             .name("commit-queue".into())
             .spawn(move || committer.run(rx))
-            .map_err(unavailable)?;
+            .map_err(EngineError::unavailable)?;
         Ok(MemoryLog { shared, store, jobs, index_writer, idempotency_window })
     }
 
     /// Deletes released dedupe entries older than the window; returns how many went.
     pub async fn prune_idempotency(&self) -> EngineResult<usize> {
         let cutoff = Timestamp::now().millis() - self.idempotency_window.as_millis() as i64;
-        self.index_writer.write(move |txn| dedupe::prune(txn, cutoff)).await.map_err(unavailable)
+        self.index_writer.write(move |txn| dedupe::prune(txn, cutoff)).await.map_err(EngineError::unavailable)
     }
 }
 
@@ -223,24 +227,24 @@ fn decode(bytes: &[u8]) -> EngineResult<Message> {
 
 /// The messages an earlier version left in `queue.redb`'s queue table, oldest first.
 fn legacy_queue(index: &Database) -> EngineResult<Vec<Vec<u8>>> {
-    let read = index.begin_read().map_err(unavailable)?;
+    let read = index.begin_read().map_err(EngineError::unavailable)?;
     let table = match read.open_table(LEGACY_QUEUE) {
         Ok(table) => table,
         Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(unavailable(e)),
+        Err(e) => return Err(EngineError::unavailable(e)),
     };
     let mut out = Vec::new();
-    for entry in table.iter().map_err(unavailable)? {
-        out.push(entry.map_err(unavailable)?.1.value().to_vec());
+    for entry in table.iter().map_err(EngineError::unavailable)? {
+        out.push(entry.map_err(EngineError::unavailable)?.1.value().to_vec());
     }
     Ok(out)
 }
 
 fn drop_legacy_queue(index: &Database) -> EngineResult<()> {
-    let txn = index.begin_write().map_err(unavailable)?;
-    txn.delete_table(LEGACY_QUEUE).map_err(unavailable)?;
-    txn.delete_table(LEGACY_PENDING).map_err(unavailable)?;
-    txn.commit().map_err(unavailable)
+    let txn = index.begin_write().map_err(EngineError::unavailable)?;
+    txn.delete_table(LEGACY_QUEUE).map_err(EngineError::unavailable)?;
+    txn.delete_table(LEGACY_PENDING).map_err(EngineError::unavailable)?;
+    txn.commit().map_err(EngineError::unavailable)
 }
 
 /// The committer thread: dedupe, seq, one append and sync per batch, then fan-out and answers in
@@ -306,7 +310,7 @@ impl Committer {
                     tracing::error!(error = %e, "appending to the durable queue failed; no more sends until restart");
                     self.shared.failed.store(true, Ordering::Relaxed);
                     for job in jobs.drain(..) {
-                        let _ = job.reply.send(Err(unavailable(format!("durable queue: {e}"))));
+                        let _ = job.reply.send(Err(EngineError::unavailable(format!("durable queue: {e}"))));
                     }
                     return;
                 }
@@ -319,7 +323,7 @@ impl Committer {
                     Ok(Answer::Appended(Appended { message, duplicate: false }))
                 }
                 Outcome::Duplicate(message) => Ok(Answer::Appended(Appended { message, duplicate: true })),
-                Outcome::Released(seq) => Ok(Answer::Released(seq)),
+                Outcome::Released(seq) => Ok(Answer::Released(seq, job.req)),
                 Outcome::Failed(e) => Err(e),
             };
             let _ = job.reply.send(answer);
@@ -345,7 +349,7 @@ impl Committer {
         let message = req.message(seq);
         let json = match serde_json::to_vec(&message) {
             Ok(json) => json,
-            Err(e) => return Outcome::Failed(unavailable(e)),
+            Err(e) => return Outcome::Failed(EngineError::unavailable(e)),
         };
         // A resend later in this batch finds it (and is answered after the same sync).
         self.shared.state.lock().dedupe.insert(key, message.clone());
@@ -357,9 +361,13 @@ impl Committer {
             *seq += 1;
             return Ok(*seq);
         }
-        let read = self.shared.index.begin_read().map_err(unavailable)?;
-        let released =
-            read.open_table(SEQS).map_err(unavailable)?.get(chat_id).map_err(unavailable)?.map_or(0, |v| v.value());
+        let read = self.shared.index.begin_read().map_err(EngineError::unavailable)?;
+        let released = read
+            .open_table(SEQS)
+            .map_err(EngineError::unavailable)?
+            .get(chat_id)
+            .map_err(EngineError::unavailable)?
+            .map_or(0, |v| v.value());
         let queued =
             self.shared.state.lock().by_chat.get(chat_id).and_then(|m| m.keys().next_back().copied()).unwrap_or(0);
         let seq = released.max(queued) + 1;
@@ -384,20 +392,18 @@ impl Committer {
 #[async_trait]
 impl MessageLog for MemoryLog {
     async fn append(&self, req: AppendRequest) -> EngineResult<Appended> {
-        let key = (req.chat_id.clone(), req.sender_id.clone(), req.client_msg_id.clone());
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { req, reply }).await.map_err(|_| unavailable("the durable queue stopped"))?;
-        match answer.await.unwrap_or_else(|_| Err(unavailable("the durable queue stopped")))? {
+        self.jobs.send(Job { req, reply }).await.map_err(|_| EngineError::unavailable("the durable queue stopped"))?;
+        match answer.await.unwrap_or_else(|_| Err(EngineError::unavailable("the durable queue stopped")))? {
             Answer::Appended(appended) => Ok(appended),
-            Answer::Released(seq) => {
-                let (chat_id, sender_id, client_msg_id) = key;
-                let stored = self.store.messages_after(&chat_id, seq.saturating_sub(1), 1).await?;
+            Answer::Released(seq, req) => {
+                let stored = self.store.messages_after(&req.chat_id, seq.saturating_sub(1), 1).await?;
                 let first = stored
                     .into_iter()
-                    .find(|m| m.seq == seq && m.sender_id == sender_id && m.client_msg_id == client_msg_id);
-                first
-                    .map(|message| Appended { message, duplicate: true })
-                    .ok_or_else(|| unavailable("the first message of this clientMsgId is not in the store"))
+                    .find(|m| m.seq == seq && m.sender_id == req.sender_id && m.client_msg_id == req.client_msg_id);
+                first.map(|message| Appended { message, duplicate: true }).ok_or_else(|| {
+                    EngineError::unavailable("the first message of this clientMsgId is not in the store")
+                })
             }
         }
     }
@@ -453,7 +459,7 @@ impl MessageLog for MemoryLog {
                 Ok(())
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(EngineError::unavailable)?;
         let oldest_left = {
             let mut state = self.shared.state.lock();
             for (position, message) in &released {
@@ -470,8 +476,8 @@ impl MessageLog for MemoryLog {
             state.queued.keys().next().copied().unwrap_or(u64::MAX)
         };
         if self.shared.segments.lock().releasable_before(oldest_left) {
-            self.index_writer.write(|_| Ok(())).await.map_err(unavailable)?;
-            self.shared.segments.lock().release_before(oldest_left).map_err(unavailable)?;
+            self.index_writer.write(|_| Ok(())).await.map_err(EngineError::unavailable)?;
+            self.shared.segments.lock().release_before(oldest_left).map_err(EngineError::unavailable)?;
         }
         Ok(())
     }
@@ -482,8 +488,8 @@ impl MessageLog for MemoryLog {
 
     async fn ping(&self) -> EngineResult<()> {
         if self.shared.failed.load(Ordering::Relaxed) {
-            return Err(unavailable("the durable queue failed; restart the node"));
+            return Err(EngineError::unavailable("the durable queue failed; restart the node"));
         }
-        self.shared.index.begin_read().map(|_| ()).map_err(unavailable)
+        self.shared.index.begin_read().map(|_| ()).map_err(EngineError::unavailable)
     }
 }
