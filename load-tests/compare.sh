@@ -15,7 +15,9 @@
 #
 # Env: RATES (2000 8000 16000), DURATION (10, seconds measured), WARMUP (2), SERVERS (coursechat
 # node socketioxide), RSS_SOCKETS ("1000 9000": the two socket counts; empty skips it),
-# CONNECT_RATE (1000 sockets/s), RESULTS (load-tests/results), SKIP_BUILD (1: use what is built).
+# CONNECT_RATE (1000 sockets/s), RESULTS (load-tests/results), SKIP_BUILD (1: use what is built),
+# COURSECHAT_BIN (target/release/coursechat), COURSECHAT_DATA (parent of coursechat's data dirs,
+# e.g. /dev/shm to see what the disk's syncs cost; default: the run's temporary directory).
 # Needs: cargo, node 20 + npm (for the Node peer), python3. Runs from any directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,7 @@ read -r -a rss_sockets <<<"${RSS_SOCKETS-1000 9000}"
 duration=${DURATION:-10} warmup=${WARMUP:-2} connect_rate=${CONNECT_RATE:-1000}
 results=${RESULTS:-load-tests/results}
 load=target/release/coursechat-load
+coursechat_bin=${COURSECHAT_BIN:-target/release/coursechat}
 sio_dir="load-tests/peers/socketioxide"
 sio_bin=$sio_dir/target/release/peer-socketioxide
 export CHAT_JWT_SECRET=compare-secret RUST_LOG=warn
@@ -63,10 +66,10 @@ mkdir -p "$results"
 work=$(mktemp -d)
 rows=$work/rows.jsonl
 : >"$rows"
-server_pid="" gen_pids=()
+server_pid="" gen_pids=() data_dirs=()
 cleanup() {
   for p in "${gen_pids[@]}" $server_pid; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  rm -rf "$work" "${data_dirs[@]}"
 }
 trap cleanup EXIT
 
@@ -108,7 +111,14 @@ machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 start_server() {
   local name=$1 port=$2 dir=$3
   case $name in
-    coursechat) target/release/coursechat serve --addr "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/server.log" 2>&1 & ;;
+    coursechat)
+      local data="$dir/data"
+      if [[ -n ${COURSECHAT_DATA:-} ]]; then
+        data=$(mktemp -d -p "$COURSECHAT_DATA")
+        data_dirs+=("$data")
+      fi
+      "$coursechat_bin" serve --addr "127.0.0.1:$port" --data-dir "$data" >"$dir/server.log" 2>&1 &
+      ;;
     node) node load-tests/peers/node/server.js --port "$port" >"$dir/server.log" 2>&1 & ;;
     socketioxide) "$sio_bin" --port "$port" >"$dir/server.log" 2>&1 & ;;
   esac

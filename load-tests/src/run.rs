@@ -298,6 +298,7 @@ fn build_summary(
             delivered_per_second: per_second(delivered),
             undelivered: acked_ok.saturating_sub(delivered),
             seq_gaps: c.seq_gaps.load(Relaxed),
+            delivered_json_bytes: c.delivered_json_bytes.load(Relaxed),
             seq_repeats: c.seq_repeats.load(Relaxed),
             foreign: c.foreign.load(Relaxed),
         },

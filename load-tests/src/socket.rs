@@ -241,6 +241,8 @@ impl Session {
                 return;
             }
         };
+        const WRAPPER: usize = r#"["message_received",{"message":"#.len() + "}]".len();
+        counters.delivered_json_bytes.fetch_add(data.len().saturating_sub(WRAPPER) as u64, Relaxed);
         let sent_us = probe::sent_at_us(&received.content);
         let (true, Some(sent_us)) = (probe::is_ours(received.client_msg_id.as_deref(), &self.shared.nonce), sent_us)
         else {

@@ -62,6 +62,8 @@ pub struct Counters {
     pub seq_repeats: AtomicU64,
     /// `message_received` events that this run did not send (another process, another run).
     pub foreign: AtomicU64,
+    /// Bytes of the message objects in every `message_received` (their JSON, as delivered).
+    pub delivered_json_bytes: AtomicU64,
     /// Sum of all error counts, for the progress line.
     pub errors: AtomicU64,
 }

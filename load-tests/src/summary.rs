@@ -102,6 +102,9 @@ pub struct MessageSummary {
     pub seq_repeats: u64,
     /// Deliveries this run did not send.
     pub foreign: u64,
+    /// Whole run, all phases: bytes of the delivered messages' JSON (the `message` objects).
+    #[serde(default)]
+    pub delivered_json_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -206,6 +209,7 @@ pub fn merge(parts: &[Summary]) -> Option<Summary> {
         m.seq_gaps += p.messages.seq_gaps;
         m.seq_repeats += p.messages.seq_repeats;
         m.foreign += p.messages.foreign;
+        m.delivered_json_bytes += p.messages.delivered_json_bytes;
 
         for (key, count) in &p.errors {
             *out.errors.entry(key.clone()).or_insert(0) += count;
@@ -388,6 +392,7 @@ mod tests {
                 seq_gaps: 0,
                 seq_repeats: 0,
                 foreign: 0,
+                delivered_json_bytes: 0,
             },
             send_to_ack: Latency::of(&ack),
             send_to_deliver: Latency::default(),

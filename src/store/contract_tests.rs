@@ -163,7 +163,12 @@ async fn persisting_is_idempotent_and_moves_chat_forward(store: &dyn Store) {
     store.persist_messages(&[message(&c, 4, &c.student_id)]).await.unwrap();
     let stored = store.chat(&c.id).await.unwrap().unwrap();
     assert_eq!(stored.last_seq, 5);
-    assert_eq!(stored.last_message.unwrap().seq, 5);
+    assert_eq!(stored.last_message.as_ref().map(|m| m.seq), Some(5));
+    assert_eq!(stored.updated_at, message(&c, 5, &c.tutor_id).created_at);
+    let listed = store.chats_by_user(&c.student_id).await.unwrap();
+    assert_eq!(listed.iter().map(|c| c.last_seq).collect::<Vec<_>>(), vec![5], "listing shows the last message too");
+    let again = store.create_chat(&chat(&p, "s", "t", "c")).await.unwrap();
+    assert_eq!((again.created, again.chat.last_seq), (false, 5), "so does finding the chat again");
     assert_eq!(store.read_cursor(&c.id, &c.student_id).await.unwrap(), 4, "sending moves the sender's cursor");
     assert_eq!(store.read_cursor(&c.id, &c.tutor_id).await.unwrap(), 5);
 }

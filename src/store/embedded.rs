@@ -6,8 +6,12 @@
 //! Reads open a read transaction inline (they never wait for the writer); writes go through
 //! [`GroupCommit`] so concurrent writers share one fsync.
 //!
-//! Records are JSON values under string or tuple keys; the secondary tables are the indexes the
-//! queries need (tutor → courses, course → students, user → chats, the one-chat-per-triple rule).
+//! Records are JSON values under string or tuple keys, except messages, which are compact binary
+//! records ([`message_record`](super::message_record)) under `(chat, seq)`; the secondary tables
+//! are the indexes the queries need (tutor → courses, course → students, user → chats, the
+//! one-chat-per-triple rule). A chat's last message, last seq and update time are read from its
+//! messages, not kept in the chat's record: storing a batch of messages then writes only the
+//! messages and the senders' read cursors.
 
 use std::borrow::Borrow;
 use std::ops::Range;
@@ -22,6 +26,7 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::message_record;
 use super::{ChatCreation, Store, StoreError, StoreResult};
 use crate::group_commit::{CommitFailed, GroupCommit};
 use crate::model::time::Timestamp;
@@ -42,7 +47,7 @@ const CHATS: TableDefinition<&str, &[u8]> = TableDefinition::new("chats");
 const CHAT_KEYS: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("chat_keys");
 /// (user, chat): the chats a user takes part in.
 const USER_CHATS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_chats");
-/// (chat, seq) → message.
+/// (chat, seq) → message ([`message_record`]).
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 /// (chat, user) → highest seq read.
 const READ_CURSORS: TableDefinition<(&str, &str), u64> = TableDefinition::new("read_cursors");
@@ -183,6 +188,35 @@ fn decode_values<'t, K: Key + 'static, T: DeserializeOwned>(
     entries: impl Iterator<Item = Result<(AccessGuard<'t, K>, AccessGuard<'t, &'static [u8]>), StorageError>>,
 ) -> StoreResult<Vec<T>> {
     entries.map(|entry| decode(entry?.1.value())).collect()
+}
+
+/// Messages of a range of [`MESSAGES`] entries, in the range's order.
+fn decode_messages<'t>(
+    entries: impl Iterator<
+        Item = Result<(AccessGuard<'t, (&'static str, u64)>, AccessGuard<'t, &'static [u8]>), StorageError>,
+    >,
+) -> StoreResult<Vec<Message>> {
+    entries
+        .map(|entry| {
+            let (key, record) = entry?;
+            let (chat, seq) = key.value();
+            message_record::decode(chat, seq, record.value()).map_err(StoreError::Corrupt)
+        })
+        .collect()
+}
+
+/// `chat` with its last message, last seq and update time as its stored messages say.
+fn with_last_message(
+    messages: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    mut chat: Chat,
+) -> StoreResult<Chat> {
+    let range = messages.range((chat.id.as_str(), 0u64)..=(chat.id.as_str(), u64::MAX))?;
+    if let Some(last) = decode_messages(range.rev().take(1))?.pop() {
+        chat.last_seq = last.seq;
+        chat.updated_at = last.created_at;
+        chat.last_message = Some(last);
+    }
+    Ok(chat)
 }
 
 /// The records an index names for `id`: for each index entry `(id, b)`, the record under
@@ -355,33 +389,47 @@ impl Store for EmbeddedStore {
 
     async fn create_chat(&self, chat: &Chat) -> StoreResult<ChatCreation> {
         let chat = chat.clone();
-        self.write(move |txn| {
-            let mut keys = txn.open_table(CHAT_KEYS)?;
-            let mut chats = txn.open_table(CHATS)?;
-            let key = (chat.student_id.as_str(), chat.tutor_id.as_str(), chat.course_id.as_str());
-            let existing_id = keys.get(key)?.map(|id| id.value().to_owned());
-            if let Some(id) = existing_id {
-                if let Some(existing) = get_json_in_txn(&chats, id.as_str())? {
-                    return Ok(ChatCreation { chat: existing, created: false });
+        let creation = self
+            .write(move |txn| {
+                let mut keys = txn.open_table(CHAT_KEYS)?;
+                let mut chats = txn.open_table(CHATS)?;
+                let key = (chat.student_id.as_str(), chat.tutor_id.as_str(), chat.course_id.as_str());
+                let existing_id = keys.get(key)?.map(|id| id.value().to_owned());
+                if let Some(id) = existing_id {
+                    if let Some(existing) = get_json_in_txn(&chats, id.as_str())? {
+                        return Ok(ChatCreation { chat: existing, created: false });
+                    }
                 }
-            }
-            keys.insert(key, chat.id.as_str())?;
-            chats.insert(chat.id.as_str(), encode(&chat).as_slice())?;
-            let mut by_user = txn.open_table(USER_CHATS)?;
-            for user in chat.participants() {
-                by_user.insert((user, chat.id.as_str()), ())?;
-            }
-            Ok(ChatCreation { chat, created: true })
-        })
-        .await
+                keys.insert(key, chat.id.as_str())?;
+                chats.insert(chat.id.as_str(), encode(&chat).as_slice())?;
+                let mut by_user = txn.open_table(USER_CHATS)?;
+                for user in chat.participants() {
+                    by_user.insert((user, chat.id.as_str()), ())?;
+                }
+                Ok(ChatCreation { chat, created: true })
+            })
+            .await?;
+        if creation.created {
+            return Ok(creation);
+        }
+        // An existing chat: with its last message, which its record does not keep.
+        let chat = self.chat(&creation.chat.id).await?.unwrap_or(creation.chat);
+        Ok(ChatCreation { chat, created: false })
     }
 
     async fn chat(&self, id: &str) -> StoreResult<Option<Chat>> {
-        self.read(|txn| get_json(txn, CHATS, id))
+        self.read(|txn| {
+            let messages = txn.open_table(MESSAGES)?;
+            get_json(txn, CHATS, id)?.map(|chat| with_last_message(&messages, chat)).transpose()
+        })
     }
 
     async fn chats_by_user(&self, user_id: &str) -> StoreResult<Vec<Chat>> {
-        self.read(|txn| indexed(txn, USER_CHATS, user_id, CHATS, |_user, chat| chat))
+        self.read(|txn| {
+            let messages = txn.open_table(MESSAGES)?;
+            let chats: Vec<Chat> = indexed(txn, USER_CHATS, user_id, CHATS, |_user, chat| chat)?;
+            chats.into_iter().map(|chat| with_last_message(&messages, chat)).collect()
+        })
     }
 
     async fn advance_read_cursor(&self, chat_id: &str, user_id: &str, seq: u64) -> StoreResult<u64> {
@@ -409,33 +457,21 @@ impl Store for EmbeddedStore {
         self.write(move |txn| {
             let mut messages = txn.open_table(MESSAGES)?;
             let mut cursors = txn.open_table(READ_CURSORS)?;
-            let mut chats = txn.open_table(CHATS)?;
-            // The newest message of each chat in this batch, to update its chat once.
-            let mut newest: Vec<&Message> = Vec::new();
+            // Sending implies having read: each sender's newest message in this batch, per chat,
+            // moves its cursor once. A message stored before (a batch delivered again after a
+            // crash) is the same record under the same key, so it is simply written again.
+            let mut newest: Vec<(&str, &str, u64)> = Vec::new();
             for m in &batch {
-                let key = (m.chat_id.as_str(), m.seq);
-                if messages.get(key)?.is_none() {
-                    messages.insert(key, encode(m).as_slice())?;
-                }
-                let cursor_key = (m.chat_id.as_str(), m.sender_id.as_str());
-                let cursor = cursors.get(cursor_key)?.map(|v| v.value()).unwrap_or(0);
-                if m.seq > cursor {
-                    cursors.insert(cursor_key, m.seq)?;
-                }
-                match newest.iter_mut().find(|n| n.chat_id == m.chat_id) {
-                    Some(n) if n.seq < m.seq => *n = m,
-                    Some(_) => {}
-                    None => newest.push(m),
+                messages.insert((m.chat_id.as_str(), m.seq), message_record::encode(m).as_slice())?;
+                match newest.iter_mut().find(|(c, s, _)| *c == m.chat_id && *s == m.sender_id) {
+                    Some((_, _, seq)) => *seq = (*seq).max(m.seq),
+                    None => newest.push((&m.chat_id, &m.sender_id, m.seq)),
                 }
             }
-            for m in newest {
-                if let Some(mut chat) = get_json_in_txn::<_, Chat>(&chats, m.chat_id.as_str())? {
-                    if m.seq > chat.last_seq {
-                        chat.last_seq = m.seq;
-                        chat.updated_at = m.created_at;
-                        chat.last_message = Some(m.clone());
-                        chats.insert(chat.id.as_str(), encode(&chat).as_slice())?;
-                    }
+            for (chat, sender, seq) in newest {
+                let cursor = cursors.get((chat, sender))?.map(|v| v.value()).unwrap_or(0);
+                if seq > cursor {
+                    cursors.insert((chat, sender), seq)?;
                 }
             }
             Ok(())
@@ -448,7 +484,7 @@ impl Store for EmbeddedStore {
         self.read(|txn| {
             let table = txn.open_table(MESSAGES)?;
             let mut out: Vec<Message> =
-                decode_values(table.range((chat_id, 0u64)..(chat_id, before))?.rev().take(limit))?;
+                decode_messages(table.range((chat_id, 0u64)..(chat_id, before))?.rev().take(limit))?;
             out.reverse();
             Ok(out)
         })
@@ -493,7 +529,7 @@ impl Store for EmbeddedStore {
             if after == u64::MAX {
                 return Ok(Vec::new());
             }
-            decode_values(table.range((chat_id, after + 1)..=(chat_id, u64::MAX))?.take(limit))
+            decode_messages(table.range((chat_id, after + 1)..=(chat_id, u64::MAX))?.take(limit))
         })
     }
 }

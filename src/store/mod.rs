@@ -9,6 +9,7 @@
 //! through.
 
 pub mod embedded;
+mod message_record;
 pub mod mongo;
 
 #[cfg(test)]

@@ -18,7 +18,8 @@
 //! Retention and bounds: queued messages are held in memory until released (the writer keeps
 //! the backlog small while the store answers; during a store outage it grows with the sends, and
 //! is on disk too); the seq counters hold one entry per chat that sent since start; dedupe
-//! entries older than the idempotency window (24 h by default) are pruned from `queue.redb`.
+//! entries older than the idempotency window (24 h by default) are pruned from `queue.redb` (a
+//! slice of the index a minute, see [`dedupe`]).
 //! If an append's sync fails, the log stops taking sends (they answer `unavailable`, `/readyz`
 //! turns 503) until the node restarts and reads back what is valid.
 
@@ -116,6 +117,8 @@ pub struct MemoryLog {
     /// Writes to `queue.redb` (releases, pruning), group-committed.
     index_writer: GroupCommit,
     idempotency_window: Duration,
+    /// Where the next prune of the dedupe index goes on.
+    prune_cursor: Mutex<dedupe::PruneCursor>,
 }
 
 impl MemoryLog {
@@ -211,13 +214,20 @@ impl MemoryLog {
             .name("commit-queue".into())
             .spawn(move || committer.run(rx))
             .map_err(EngineError::unavailable)?;
-        Ok(MemoryLog { shared, store, jobs, index_writer, idempotency_window })
+        Ok(MemoryLog { shared, store, jobs, index_writer, idempotency_window, prune_cursor: Mutex::new(None) })
     }
 
     /// Deletes released dedupe entries older than the window; returns how many went.
     pub async fn prune_idempotency(&self) -> EngineResult<usize> {
         let cutoff = Timestamp::now().millis() - self.idempotency_window.as_millis() as i64;
-        self.index_writer.write(move |txn| dedupe::prune(txn, cutoff)).await.map_err(EngineError::unavailable)
+        let from = *self.prune_cursor.lock();
+        let (gone, next) = self
+            .index_writer
+            .write(move |txn| dedupe::prune(txn, from, cutoff))
+            .await
+            .map_err(EngineError::unavailable)?;
+        *self.prune_cursor.lock() = next;
+        Ok(gone)
     }
 }
 
@@ -448,12 +458,16 @@ impl MessageLog for MemoryLog {
         let indexed: Vec<Message> = released.iter().map(|(_, m)| m.clone()).collect();
         self.index_writer
             .write_lazily(move |txn| {
-                let mut seqs = txn.open_table(SEQS)?;
+                dedupe::record(txn, &indexed)?;
+                let mut newest: HashMap<&str, u64> = HashMap::new();
                 for m in &indexed {
-                    dedupe::record(txn, m)?;
-                    let current = seqs.get(m.chat_id.as_str())?.map_or(0, |v| v.value());
-                    if m.seq > current {
-                        seqs.insert(m.chat_id.as_str(), m.seq)?;
+                    let seq = newest.entry(&m.chat_id).or_default();
+                    *seq = (*seq).max(m.seq);
+                }
+                let mut seqs = txn.open_table(SEQS)?;
+                for (chat, seq) in newest {
+                    if seq > seqs.get(chat)?.map_or(0, |v| v.value()) {
+                        seqs.insert(chat, seq)?;
                     }
                 }
                 Ok(())
