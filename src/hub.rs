@@ -6,6 +6,9 @@
 //! the first or the last socket of its user or room on this node, which is when the node
 //! subscribes the bus to that topic or unsubscribes it ([`crate::node`]).
 //!
+//! A frame for an idle socket is written through to it by whoever delivers it (the committer
+//! thread, a bus task), so the socket's task is not woken to write one frame ([`Outbox`]).
+//!
 //! Queue policy: a socket whose write queue is full is a slow consumer. It is told to close
 //! (transport close, so its client reconnects and recovers through `join_chat {lastSeq}`), never
 //! buffered without bound and never allowed to stall delivery to the others. The queue is a
@@ -13,11 +16,15 @@
 //! allocation beyond a few slots, and a busy one allocates nothing per frame.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
+
+use crate::protocol::websocket::{encode_header, Opcode, MAX_HEADER};
 
 /// Unique per socket across all nodes (64 random bits), so an event can name the socket it came
 /// from and every node can skip it.
@@ -49,8 +56,8 @@ pub const MAX_JOINED_CHATS: usize = 1024;
 pub struct SocketHandle {
     pub id: SocketId,
     pub user: String,
-    /// Frames waiting for the session to write them, at most `capacity`.
-    queue: Mutex<VecDeque<Bytes>>,
+    /// Frames waiting for the session to write them (at most `capacity`), and who writes now.
+    out: Mutex<Outbox>,
     capacity: usize,
     /// Told when a frame is queued; the session selects on it.
     ready: Notify,
@@ -61,13 +68,31 @@ pub struct SocketHandle {
     rooms: Mutex<Vec<String>>,
 }
 
+/// The write side of one socket, under the handle's lock.
+///
+/// Write-through: when nothing is queued and the session is not writing, [`SocketHandle::send`]
+/// writes the frame to the socket itself, without waking the session's task (a wake from the
+/// committer thread costs more than the write). What the kernel does not take at once is
+/// queued for the session, which then writes everything in order; while the session writes
+/// (its own frames too), nothing is written through, so frames never interleave.
+#[derive(Default)]
+struct Outbox {
+    frames: VecDeque<Bytes>,
+    /// The rest of a frame the kernel took part of, written before anything else.
+    rest: Option<Bytes>,
+    /// The session is writing.
+    writing: bool,
+    /// Where frames may be written through (a websocket over TCP, until its session ends).
+    stream: Option<Arc<TcpStream>>,
+}
+
 impl SocketHandle {
     /// A socket whose queue holds at most `capacity` frames (`CHAT_SOCKET_QUEUE`).
     pub fn new(id: SocketId, user: String, capacity: usize) -> Self {
         SocketHandle {
             id,
             user,
-            queue: Mutex::new(VecDeque::new()),
+            out: Mutex::new(Outbox::default()),
             capacity: capacity.max(1),
             ready: Notify::new(),
             close: Notify::new(),
@@ -75,22 +100,47 @@ impl SocketHandle {
         }
     }
 
+    /// Lets [`send`](Self::send) write text frames to `stream` itself while nothing is queued,
+    /// from the end of the session's next write on (its CONNECT ack: no event may precede it).
+    pub fn with_stream(self, stream: Option<Arc<TcpStream>>) -> Self {
+        let mut out = self.out.lock();
+        out.writing = stream.is_some();
+        out.stream = stream;
+        drop(out);
+        self
+    }
+
     /// The chats this socket joined.
     pub fn rooms(&self) -> Vec<String> {
         self.rooms.lock().clone()
     }
 
-    /// Queues a frame; a full queue marks the socket a slow consumer and asks it to close.
+    /// Writes the frame through when the socket is idle, else queues it; a full queue marks the
+    /// socket a slow consumer and asks it to close.
     pub fn send(&self, frame: Bytes) {
-        let mut queue = self.queue.lock();
-        if queue.len() >= self.capacity {
-            drop(queue);
+        let mut out = self.out.lock();
+        if out.frames.is_empty() && out.rest.is_none() && !out.writing {
+            if let Some(stream) = &out.stream {
+                match write_through(stream, &frame) {
+                    Through::All => return,
+                    Through::Part(rest) => {
+                        out.rest = Some(rest);
+                        drop(out);
+                        self.ready.notify_one();
+                        return;
+                    }
+                    Through::Nothing => {}
+                }
+            }
+        }
+        if out.frames.len() >= self.capacity {
+            drop(out);
             metrics::counter!("coursechat_slow_consumer_disconnects_total").increment(1);
             self.close.notify_one();
             return;
         }
-        queue.push_back(frame);
-        drop(queue);
+        out.frames.push_back(frame);
+        drop(out);
         self.ready.notify_one();
     }
 
@@ -103,7 +153,32 @@ impl SocketHandle {
     /// Moves every queued frame into `into` (which must be empty) by swapping the two deques,
     /// so neither side allocates once both have grown to the usual burst.
     pub fn take_frames(&self, into: &mut VecDeque<Bytes>) {
-        std::mem::swap(&mut *self.queue.lock(), into);
+        std::mem::swap(&mut self.out.lock().frames, into);
+    }
+
+    /// The session starts writing (nothing is written through until [`end_write`]): returns the
+    /// rest of a frame written through in part, which goes first, and with `queued`, takes the
+    /// queued frames too.
+    ///
+    /// [`end_write`]: Self::end_write
+    pub fn begin_write(&self, queued: Option<&mut VecDeque<Bytes>>) -> Option<Bytes> {
+        let mut out = self.out.lock();
+        out.writing = true;
+        if let Some(into) = queued {
+            std::mem::swap(&mut out.frames, into);
+        }
+        out.rest.take()
+    }
+
+    /// The session's write is over.
+    pub fn end_write(&self) {
+        self.out.lock().writing = false;
+    }
+
+    /// The session is ending: from now on frames are only queued (nothing may follow its close
+    /// frame).
+    pub fn detach(&self) {
+        self.out.lock().stream = None;
     }
 
     /// Asks the socket to close at the transport level; its client reconnects and recovers.
@@ -114,6 +189,35 @@ impl SocketHandle {
     /// Resolves when the hub asked this socket to close.
     pub async fn close_requested(&self) {
         self.close.notified().await
+    }
+}
+
+enum Through {
+    All,
+    /// The kernel took part: the rest of the frame.
+    Part(Bytes),
+    /// The kernel took nothing (its buffer is full, or the socket failed: the session finds out).
+    Nothing,
+}
+
+/// One text frame written to `stream` now, as far as the kernel takes it.
+fn write_through(stream: &TcpStream, frame: &[u8]) -> Through {
+    let mut header = [0u8; MAX_HEADER];
+    let n = encode_header(&mut header, Opcode::Text, frame.len());
+    let total = n + frame.len();
+    match stream.try_write_vectored(&[IoSlice::new(&header[..n]), IoSlice::new(frame)]) {
+        Ok(written) if written == total => Through::All,
+        Ok(0) | Err(_) => Through::Nothing,
+        Ok(written) => {
+            let mut rest = Vec::with_capacity(total - written);
+            if written < n {
+                rest.extend_from_slice(&header[written..n]);
+                rest.extend_from_slice(frame);
+            } else {
+                rest.extend_from_slice(&frame[written - n..]);
+            }
+            Through::Part(Bytes::from(rest))
+        }
     }
 }
 
@@ -236,6 +340,46 @@ mod tests {
     fn socket(id: SocketId, user: &str, cap: usize) -> (Arc<SocketHandle>, testing::Inbox) {
         let socket = Arc::new(SocketHandle::new(id, user.into(), cap));
         (socket.clone(), testing::Inbox::new(socket))
+    }
+
+    /// A connected TCP pair: the server's end, shared as a session shares it, and the client's.
+    async fn tcp_pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Arc::new(server), client)
+    }
+
+    async fn read_some(client: &mut TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buf)).await.unwrap().unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[tokio::test]
+    async fn an_idle_socket_gets_frames_written_through_and_a_writing_one_gets_them_queued() {
+        let (server, mut client) = tcp_pair().await;
+        let socket = Arc::new(SocketHandle::new(1, "a".into(), 4).with_stream(Some(server)));
+        let mut inbox = testing::Inbox::new(socket.clone());
+
+        socket.send(Bytes::from_static(b"before the ack"));
+        assert_eq!(inbox.try_next().as_deref(), Some(&b"before the ack"[..]), "nothing precedes the CONNECT ack");
+        socket.end_write();
+
+        socket.send(Bytes::from_static(b"42[1]"));
+        assert_eq!(read_some(&mut client).await, b"\x81\x0542[1]", "one whole text frame, written through");
+        assert!(inbox.try_next().is_none());
+
+        assert!(socket.begin_write(None).is_none());
+        socket.send(Bytes::from_static(b"42[2]"));
+        assert_eq!(inbox.try_next().as_deref(), Some(&b"42[2]"[..]), "queued while the session writes");
+        socket.end_write();
+
+        socket.detach();
+        socket.send(Bytes::from_static(b"42[3]"));
+        assert_eq!(inbox.try_next().as_deref(), Some(&b"42[3]"[..]), "queued once the session ends");
     }
 
     #[tokio::test]

@@ -54,7 +54,11 @@ impl Session {
     async fn accept(&mut self, identity: Identity) -> Flow {
         let caller = identity.caller;
         let queue = self.node.config.limits.socket_queue;
-        let handle = Arc::new(SocketHandle::new(self.socket_id, caller.user_id.clone(), queue));
+        // Nothing is written through before the CONNECT ack: the handle starts as if the
+        // session were writing, and the ack's write ends that.
+        let handle = Arc::new(
+            SocketHandle::new(self.socket_id, caller.user_id.clone(), queue).with_stream(self.transport.stream()),
+        );
         // Listening starts before the CONNECT ack, so no event after it is missed.
         self.node.connect(&handle).await;
         let expires_at = expiry_instant(identity.exp, self.node.config.jwt_leeway);

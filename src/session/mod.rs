@@ -187,8 +187,9 @@ impl Session {
     /// Writes every frame the hub queued for this socket, back to back.
     async fn flush(&mut self) -> Flow {
         let Some(c) = &self.connected else { return Flow::Continue };
-        c.handle.take_frames(&mut self.writing);
-        let written = self.transport.write_frames(Opcode::Text, self.writing.make_contiguous()).await;
+        let rest = c.handle.begin_write(Some(&mut self.writing));
+        let written = write_after(&mut self.transport, rest, Opcode::Text, self.writing.make_contiguous()).await;
+        c.handle.end_write();
         self.writing.clear();
         if self.writing.capacity() > 64 {
             self.writing = VecDeque::new(); // a burst is over: give its room back
@@ -209,7 +210,7 @@ impl Session {
                 // Boxed: the whole event path (rules, engine, store) would otherwise be inline in
                 // every socket's task, idle or not, which is most of its size.
                 Incoming::Text(text) => Box::pin(self.on_packet(text)).await,
-                Incoming::Ping(payload) => match self.transport.pong(&payload).await {
+                Incoming::Ping(payload) => match self.write_own(Opcode::Pong, &[&payload]).await {
                     Ok(()) => Flow::Continue,
                     Err(_) => Flow::End(self.transport.failure()),
                 },
@@ -225,12 +226,22 @@ impl Session {
     }
 
     async fn write(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        self.transport.write(frame).await
+        self.write_own(Opcode::Text, &[frame]).await
+    }
+
+    /// Writes frames of the session's own; once connected, the hub writes nothing through
+    /// meanwhile, and what it wrote through in part is finished first.
+    async fn write_own<B: AsRef<[u8]>>(&mut self, opcode: Opcode, frames: &[B]) -> std::io::Result<()> {
+        let Some(c) = &self.connected else { return self.transport.write_frames(opcode, frames).await };
+        let rest = c.handle.begin_write(None);
+        let written = write_after(&mut self.transport, rest, opcode, frames).await;
+        c.handle.end_write();
+        written
     }
 
     /// Writes a frame; a failed write ends the session.
     async fn send(&mut self, frame: &[u8]) -> Flow {
-        match self.transport.write(frame).await {
+        match self.write(frame).await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::End(self.transport.failure()),
         }
@@ -296,9 +307,28 @@ impl Session {
     async fn finish(&mut self, end: End) {
         metrics::counter!("coursechat_disconnects_total", "reason" => end.as_str()).increment(1);
         if let Some(c) = self.connected.take() {
+            // Nothing is written through from here on; a frame written through in part is
+            // finished, so the close frame follows whole frames.
+            c.handle.detach();
+            if let Some(rest) = c.handle.begin_write(None) {
+                let _ = self.transport.write_raw(&rest).await;
+            }
             self.node.disconnect(&c.handle).await;
             self.node.audit.record("socket_disconnect", Some(&c.caller.user_id), None, end.as_str(), Some(self.peer));
         }
         self.transport.close(end).await;
     }
+}
+
+/// Writes the rest of a frame the hub wrote through in part, if any, then `frames`.
+async fn write_after<B: AsRef<[u8]>>(
+    transport: &mut Transport,
+    rest: Option<Bytes>,
+    opcode: Opcode,
+    frames: &[B],
+) -> std::io::Result<()> {
+    if let Some(rest) = rest {
+        transport.write_raw(&rest).await?;
+    }
+    transport.write_frames(opcode, frames).await
 }

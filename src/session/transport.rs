@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use std::sync::Arc;
+
 use tokio::net::TcpStream;
 
 use crate::protocol::websocket::{encode_header, unmask, FrameHeader, Opcode, MAX_HEADER};
@@ -82,8 +82,9 @@ pub enum Incoming {
 }
 
 pub struct Transport {
-    read: OwnedReadHalf,
-    write: OwnedWriteHalf,
+    /// Shared with the hub's handle, which writes frames through while the session is idle
+    /// (see [`crate::hub`]); the session brackets its own writes so the two never interleave.
+    stream: Arc<TcpStream>,
     /// The largest message, reassembled or not.
     max_message: usize,
     /// A write that takes longer fails the socket as a slow consumer.
@@ -105,10 +106,8 @@ impl Transport {
         write_deadline: Duration,
     ) -> Result<Transport, &'static str> {
         let parts = upgraded.downcast::<TokioIo<TcpStream>>().map_err(|_| "the upgraded connection is not TCP")?;
-        let (read, write) = parts.io.into_inner().into_split();
         let mut transport = Transport {
-            read,
-            write,
+            stream: Arc::new(parts.io.into_inner()),
             max_message,
             write_deadline,
             partial_frame: Vec::new(),
@@ -121,6 +120,11 @@ impl Transport {
         Ok(transport)
     }
 
+    /// The stream frames may be written through to.
+    pub fn stream(&self) -> Option<Arc<TcpStream>> {
+        Some(self.stream.clone())
+    }
+
     /// Whether bytes read with the handshake wait to be parsed (before waiting on the socket).
     pub fn has_buffered(&self) -> bool {
         !self.partial_frame.is_empty()
@@ -128,7 +132,7 @@ impl Transport {
 
     /// Resolves when the socket has bytes (or an end) to read. Cancel-safe.
     pub async fn readable(&self) -> io::Result<()> {
-        self.read.readable().await
+        self.stream.readable().await
     }
 
     /// Takes what the socket has without waiting and sorts it into `out`: complete messages,
@@ -137,7 +141,7 @@ impl Transport {
     pub fn read_available(&mut self, out: &mut Vec<Incoming>) {
         READ.with(|buffer| {
             let mut buffer = buffer.borrow_mut();
-            match self.read.try_read(&mut buffer[..]) {
+            match self.stream.try_read(&mut buffer[..]) {
                 Ok(0) => out.push(Incoming::End(End::TransportError)),
                 Ok(n) => self.take_frames(&buffer[..n], out),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -244,7 +248,40 @@ impl Transport {
     /// small: no write state lives in it between writes.
     pub async fn write_frames<B: AsRef<[u8]>>(&mut self, opcode: Opcode, frames: &[B]) -> io::Result<()> {
         let Some(rest) = self.write_now(opcode, frames)? else { return Ok(()) };
-        match tokio::time::timeout(self.write_deadline, self.write.write_all(&rest)).await {
+        self.write_rest(&rest).await
+    }
+
+    /// Writes bytes already framed (the rest of a frame the hub wrote through in part).
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut left = bytes;
+        loop {
+            match self.stream.try_write(left) {
+                Ok(n) if n == left.len() => return Ok(()),
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => left = &left[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.write_rest(left).await,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes `rest` as the socket drains, within the write deadline.
+    async fn write_rest(&mut self, rest: &[u8]) -> io::Result<()> {
+        let stream = &self.stream;
+        let drain = async move {
+            let mut left = rest;
+            while !left.is_empty() {
+                stream.writable().await?;
+                match stream.try_write(left) {
+                    Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                    Ok(n) => left = &left[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(self.write_deadline, drain).await {
             Ok(result) => result,
             Err(_) => {
                 self.stalled = true;
@@ -269,7 +306,7 @@ impl Transport {
             }
             let mut left = &mut slices[..2 * chunk.len()];
             while !left.is_empty() {
-                match self.write.try_write_vectored(left) {
+                match self.stream.try_write_vectored(left) {
                     Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
                     Ok(n) => IoSlice::advance_slices(&mut left, n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -289,11 +326,6 @@ impl Transport {
         Ok(None)
     }
 
-    /// Answers a websocket ping.
-    pub async fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.write_frames(Opcode::Pong, &[payload]).await
-    }
-
     /// How a failed write ends the session.
     pub fn failure(&self) -> End {
         if self.stalled {
@@ -311,6 +343,6 @@ impl Transport {
             body.extend_from_slice(reason);
             let _ = self.write_frames(Opcode::Close, &[&body]).await;
         }
-        let _ = self.write.shutdown().await;
+        let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
     }
 }
