@@ -142,10 +142,13 @@ pub fn event_frame<T: Serialize + ?Sized>(name: &str, payload: &T) -> Bytes {
 
 /// `42["message_received",{"message":<json>}]` from a message already serialized for storage.
 pub fn message_received_frame(message_json: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(message_json.len() + 40);
-    out.extend_from_slice(br#"42["message_received",{"message":"#);
+    const HEAD: &[u8] = br#"42["message_received",{"message":"#;
+    const TAIL: &[u8] = b"}]";
+    // The exact size: a Vec with room to spare would be reallocated to fit by `Bytes::from`.
+    let mut out = Vec::with_capacity(HEAD.len() + message_json.len() + TAIL.len());
+    out.extend_from_slice(HEAD);
     out.extend_from_slice(message_json);
-    out.extend_from_slice(b"}]");
+    out.extend_from_slice(TAIL);
     Bytes::from(out)
 }
 

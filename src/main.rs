@@ -13,7 +13,11 @@ fn main() -> std::process::ExitCode {
     } else {
         builder.init();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads())
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("coursechat: cannot start the runtime: {e}");
