@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -59,10 +60,11 @@ pub struct SocketHandle {
     /// Frames waiting for the session to write them (at most `capacity`), and who writes now.
     out: Mutex<Outbox>,
     capacity: usize,
-    /// Told when a frame is queued; the session selects on it.
+    /// Told when a frame is queued or the socket must close; the session selects on it (one
+    /// notification for both keeps every socket's task smaller).
     ready: Notify,
-    /// Told when the socket must close (slow consumer); the session selects on it.
-    close: Notify,
+    /// Set when the socket must close (a slow consumer, or its user resynced).
+    close: AtomicBool,
     /// The chats whose rooms this socket joined (at most [`MAX_JOINED_CHATS`]), so that leaving
     /// the hub takes it out of each.
     rooms: Mutex<Vec<String>>,
@@ -95,7 +97,7 @@ impl SocketHandle {
             out: Mutex::new(Outbox::default()),
             capacity: capacity.max(1),
             ready: Notify::new(),
-            close: Notify::new(),
+            close: AtomicBool::new(false),
             rooms: Mutex::new(Vec::new()),
         }
     }
@@ -136,7 +138,7 @@ impl SocketHandle {
         if out.frames.len() >= self.capacity {
             drop(out);
             metrics::counter!("coursechat_slow_consumer_disconnects_total").increment(1);
-            self.close.notify_one();
+            self.request_close();
             return;
         }
         out.frames.push_back(frame);
@@ -144,8 +146,8 @@ impl SocketHandle {
         self.ready.notify_one();
     }
 
-    /// Resolves once frames may be waiting (a permit is kept when none waits, so a frame queued
-    /// between two takes is never missed).
+    /// Resolves once frames may be waiting or a close was asked for (a permit is kept when none
+    /// waits, so nothing between two takes is missed); see [`close_requested`](Self::close_requested).
     pub async fn frames_ready(&self) {
         self.ready.notified().await
     }
@@ -183,12 +185,13 @@ impl SocketHandle {
 
     /// Asks the socket to close at the transport level; its client reconnects and recovers.
     pub fn request_close(&self) {
-        self.close.notify_one();
+        self.close.store(true, Ordering::Release);
+        self.ready.notify_one();
     }
 
-    /// Resolves when the hub asked this socket to close.
-    pub async fn close_requested(&self) {
-        self.close.notified().await
+    /// Whether the hub asked this socket to close.
+    pub fn close_requested(&self) -> bool {
+        self.close.load(Ordering::Acquire)
     }
 }
 
@@ -435,7 +438,8 @@ mod tests {
         let d = Delivery { target: Target::Users(vec!["a".into()]), except: None, frame: Bytes::from_static(b"x") };
         hub.deliver(&d);
         hub.deliver(&d);
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.close_requested()).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.frames_ready()).await.unwrap();
+        assert!(a.close_requested());
     }
 
     #[test]

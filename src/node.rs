@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::attachments::UrlSigner;
@@ -64,6 +64,9 @@ pub struct Node {
     pub metrics: Option<PrometheusHandle>,
     /// True once the node drains: readiness fails, sessions close, upgrades are refused.
     pub drain: watch::Sender<bool>,
+    /// Told once when the drain starts: what open sessions wait on (smaller than a watch
+    /// receiver in every socket's task; they check [`Node::is_draining`] too).
+    pub draining: Notify,
     /// Whether the write-behind writer's last store write failed (`/readyz` `store:"degraded"`).
     pub store_health: Arc<StoreHealth>,
     /// Bounds open websocket sessions (`CHAT_MAX_CONNECTIONS`); a drain waits for all permits.
@@ -144,6 +147,7 @@ impl Node {
             audit,
             metrics,
             drain: watch::channel(false).0,
+            draining: Notify::new(),
             store_health,
             sessions: Arc::new(Semaphore::new(max_sessions)),
             max_sessions,
@@ -209,6 +213,7 @@ impl Node {
     pub async fn drain_sessions(&self, deadline: Instant) {
         // send_replace: `send` changes nothing when no socket is subscribed, and /readyz must see it.
         self.drain.send_replace(true);
+        self.draining.notify_waiters();
         let all = self.max_sessions as u32;
         let _ = tokio::time::timeout_at(deadline.into(), self.sessions.acquire_many(all)).await;
     }

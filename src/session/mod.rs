@@ -93,35 +93,37 @@ pub async fn run(upgraded: Upgraded, node: Arc<Node>, peer: SocketAddr) {
 
 impl Session {
     async fn serve(&mut self) -> End {
-        let sid = format!("{:016x}", self.socket_id);
-        let limits = &self.node.config.limits;
-        let open = OpenPacket {
-            sid: &sid,
-            upgrades: [],
-            ping_interval: limits.ping_interval_ms,
-            ping_timeout: limits.ping_timeout_ms,
-            max_payload: limits.max_frame_bytes,
+        let open = {
+            let sid = format!("{:016x}", self.socket_id);
+            let limits = &self.node.config.limits;
+            OpenPacket {
+                sid: &sid,
+                upgrades: [],
+                ping_interval: limits.ping_interval_ms,
+                ping_timeout: limits.ping_timeout_ms,
+                max_payload: limits.max_frame_bytes,
+            }
+            .encode()
         };
-        if self.transport.write(&open.encode()).await.is_err() {
+        if self.transport.write(&open).await.is_err() {
             return End::TransportError;
         }
+        drop(open);
         self.ping_sent_at = Instant::now();
         if self.transport.has_buffered() {
             if let Flow::End(end) = self.on_readable().await {
                 return end;
             }
         }
-        let mut drain = self.node.drain.subscribe();
         let timer = sleep_until(self.next_deadline());
         tokio::pin!(timer);
         loop {
             timer.as_mut().reset(self.next_deadline());
-            let slow = async {
-                match &self.connected {
-                    Some(c) => c.handle.close_requested().await,
-                    None => std::future::pending().await,
-                }
-            };
+            // Made before the flag is read: a drain that starts after the read still wakes it.
+            let drain = self.node.draining.notified();
+            if self.node.is_draining() {
+                return End::Drain;
+            }
             let queued = async {
                 match &self.connected {
                     Some(c) => c.handle.frames_ready().await,
@@ -130,14 +132,17 @@ impl Session {
             };
             let flow = tokio::select! {
                 biased;
-                _ = crate::shutdown::flagged(&mut drain) => Flow::End(End::Drain),
-                _ = slow => Flow::End(End::SlowConsumer),
+                _ = drain => Flow::End(End::Drain),
                 ready = self.transport.readable() => match ready {
                     Ok(()) => self.on_readable().await,
                     Err(_) => Flow::End(End::TransportError),
                 },
-                _ = queued => self.flush().await,
-                _ = &mut timer => self.on_timer().await,
+                _ = queued => match &self.connected {
+                    Some(c) if c.handle.close_requested() => Flow::End(End::SlowConsumer),
+                    _ => self.flush().await,
+                },
+                // Boxed: it runs once a ping interval, and inline it would size every task.
+                _ = &mut timer => Box::pin(self.on_timer()).await,
             };
             if let Flow::End(end) = flow {
                 return end;
@@ -210,7 +215,8 @@ impl Session {
                 // Boxed: the whole event path (rules, engine, store) would otherwise be inline in
                 // every socket's task, idle or not, which is most of its size.
                 Incoming::Text(text) => Box::pin(self.on_packet(text)).await,
-                Incoming::Ping(payload) => match self.write_own(Opcode::Pong, &[&payload]).await {
+                // Boxed too (clients rarely send websocket pings; Engine.IO has its own).
+                Incoming::Ping(payload) => match Box::pin(self.write_own(Opcode::Pong, &[&payload])).await {
                     Ok(()) => Flow::Continue,
                     Err(_) => Flow::End(self.transport.failure()),
                 },

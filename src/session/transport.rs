@@ -248,7 +248,9 @@ impl Transport {
     /// small: no write state lives in it between writes.
     pub async fn write_frames<B: AsRef<[u8]>>(&mut self, opcode: Opcode, frames: &[B]) -> io::Result<()> {
         let Some(rest) = self.write_now(opcode, frames)? else { return Ok(()) };
-        self.write_rest(&rest).await
+        // Boxed: the wait (a timer and the drain) is rare, and inline it would be part of every
+        // socket's task.
+        Box::pin(self.write_rest(&rest)).await
     }
 
     /// Writes bytes already framed (the rest of a frame the hub wrote through in part).
@@ -259,7 +261,7 @@ impl Transport {
                 Ok(n) if n == left.len() => return Ok(()),
                 Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
                 Ok(n) => left = &left[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.write_rest(left).await,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Box::pin(self.write_rest(left)).await,
                 Err(e) => return Err(e),
             }
         }
