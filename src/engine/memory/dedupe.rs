@@ -95,7 +95,7 @@ fn move_old_index(txn: &WriteTransaction) -> Result<usize, redb::Error> {
             }
         }
     }
-    record(txn, &moved)?;
+    record(txn, &moved.iter().map(Entry::of).collect::<Vec<_>>())?;
     txn.delete_table(OLD_INDEX)?;
     txn.delete_table(OLD_AGE)?;
     Ok(moved.len())
@@ -108,11 +108,26 @@ pub fn released_seq(index: &Database, key: KeyHash) -> EngineResult<Option<u64>>
     Ok(table.get(key).map_err(EngineError::unavailable)?.map(|v| v.value().0))
 }
 
+/// One released message, as the index keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub key: KeyHash,
+    pub seq: u64,
+    /// createdAt, millis.
+    pub at: i64,
+}
+
+impl Entry {
+    pub fn of(m: &Message) -> Entry {
+        Entry { key: key_hash(&m.chat_id, &m.sender_id, &m.client_msg_id), seq: m.seq, at: m.created_at.millis() }
+    }
+}
+
 /// Indexes released messages.
-pub fn record<'m>(txn: &WriteTransaction, released: impl IntoIterator<Item = &'m Message>) -> Result<(), redb::Error> {
+pub fn record(txn: &WriteTransaction, released: &[Entry]) -> Result<(), redb::Error> {
     let mut table = txn.open_table(DEDUPE)?;
-    for m in released {
-        table.insert(key_hash(&m.chat_id, &m.sender_id, &m.client_msg_id), (m.seq, m.created_at.millis()))?;
+    for e in released {
+        table.insert(e.key, (e.seq, e.at))?;
     }
     Ok(())
 }
@@ -180,7 +195,7 @@ mod tests {
         open(&db).unwrap();
         let txn = db.begin_write().unwrap();
         let released: Vec<Message> = (0..10).map(|i| message(&format!("m{i}"), 1000 + i)).collect();
-        record(&txn, &released).unwrap();
+        record(&txn, &released.iter().map(Entry::of).collect::<Vec<_>>()).unwrap();
         txn.commit().unwrap();
         let txn = db.begin_write().unwrap();
         let (gone, next) = prune(&txn, None, 1005).unwrap();

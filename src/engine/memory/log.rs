@@ -57,10 +57,9 @@ const MAX_JOBS_PER_COMMIT: usize = 512;
 /// refused: the queue drains at the disk's pace.
 const JOBS_BOUND: usize = 4096;
 
-type Key = (String, String, String);
-
-fn key_of(m: &Message) -> Key {
-    (m.chat_id.clone(), m.sender_id.clone(), m.client_msg_id.clone())
+/// A message's dedupe key: (chat, sender, clientMsgId) hashed, as in `queue.redb`.
+fn key_of(m: &Message) -> dedupe::KeyHash {
+    dedupe::key_hash(&m.chat_id, &m.sender_id, &m.client_msg_id)
 }
 
 /// What the log holds in memory: the queued (unreleased) messages and the dedupe entries not
@@ -72,7 +71,7 @@ struct State {
     /// chat → seq → position: the queued messages of one chat.
     by_chat: HashMap<String, BTreeMap<u64, u64>>,
     /// Appended, not yet released: found here before `queue.redb` is asked.
-    dedupe: HashMap<Key, Message>,
+    dedupe: HashMap<dedupe::KeyHash, Message>,
 }
 
 impl State {
@@ -343,11 +342,12 @@ impl Committer {
 
     /// Dedupes the send, else gives it the chat's next seq and encodes it.
     fn classify(&mut self, req: &AppendRequest) -> Outcome {
-        let key = (req.chat_id.clone(), req.sender_id.clone(), req.client_msg_id.clone());
+        // One hash for both lookups, and no key strings copied.
+        let key = dedupe::key_hash(&req.chat_id, &req.sender_id, &req.client_msg_id);
         if let Some(first) = self.shared.state.lock().dedupe.get(&key) {
             return Outcome::Duplicate(first.clone());
         }
-        match dedupe::released_seq(&self.shared.index, dedupe::key_hash(&key.0, &key.1, &key.2)) {
+        match dedupe::released_seq(&self.shared.index, key) {
             Ok(Some(seq)) => return Outcome::Released(seq),
             Ok(None) => {}
             Err(e) => return Outcome::Failed(e),
@@ -445,29 +445,35 @@ impl MessageLog for MemoryLog {
 
     async fn release(&self, tokens: &[String]) -> EngineResult<()> {
         let positions: Vec<u64> = tokens.iter().filter_map(|t| t.parse().ok()).collect();
-        let released: Vec<(u64, Message)> = {
+        // What the index needs of each message (its key hash, seq and time) and each chat's
+        // newest seq; the messages stay where they are until the index has them.
+        let mut entries = Vec::with_capacity(positions.len());
+        let mut newest: HashMap<String, u64> = HashMap::new();
+        {
             let state = self.shared.state.lock();
-            positions.iter().filter_map(|p| state.queued.get(p).map(|m| (*p, m.clone()))).collect()
-        };
-        if released.is_empty() {
+            for m in positions.iter().filter_map(|p| state.queued.get(p)) {
+                entries.push(dedupe::Entry::of(m));
+                match newest.get_mut(m.chat_id.as_str()) {
+                    Some(seq) => *seq = (*seq).max(m.seq),
+                    None => {
+                        newest.insert(m.chat_id.clone(), m.seq);
+                    }
+                }
+            }
+        }
+        if entries.is_empty() {
             return Ok(());
         }
         // The dedupe entries and seqs go to queue.redb first, lazily (no fsync of their own): a
         // crash that takes them leaves the segments, which are read back at start. Before a
         // segment is deleted, one durable commit makes everything released so far durable.
-        let indexed: Vec<Message> = released.iter().map(|(_, m)| m.clone()).collect();
         self.index_writer
             .write_lazily(move |txn| {
-                dedupe::record(txn, &indexed)?;
-                let mut newest: HashMap<&str, u64> = HashMap::new();
-                for m in &indexed {
-                    let seq = newest.entry(&m.chat_id).or_default();
-                    *seq = (*seq).max(m.seq);
-                }
+                dedupe::record(txn, &entries)?;
                 let mut seqs = txn.open_table(SEQS)?;
                 for (chat, seq) in newest {
-                    if seq > seqs.get(chat)?.map_or(0, |v| v.value()) {
-                        seqs.insert(chat, seq)?;
+                    if seq > seqs.get(chat.as_str())?.map_or(0, |v| v.value()) {
+                        seqs.insert(chat.as_str(), seq)?;
                     }
                 }
                 Ok(())
@@ -476,15 +482,15 @@ impl MessageLog for MemoryLog {
             .map_err(EngineError::unavailable)?;
         let oldest_left = {
             let mut state = self.shared.state.lock();
-            for (position, message) in &released {
-                state.queued.remove(position);
+            for position in &positions {
+                let Some(message) = state.queued.remove(position) else { continue };
                 if let Some(chat) = state.by_chat.get_mut(&message.chat_id) {
                     chat.remove(&message.seq);
                     if chat.is_empty() {
                         state.by_chat.remove(&message.chat_id);
                     }
                 }
-                state.dedupe.remove(&key_of(message));
+                state.dedupe.remove(&key_of(&message));
             }
             metrics::gauge!("coursechat_writebehind_queue_depth").set(state.queued.len() as f64);
             state.queued.keys().next().copied().unwrap_or(u64::MAX)

@@ -23,6 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Record header: length and checksum.
 const HEADER: usize = 8;
@@ -48,6 +49,10 @@ pub struct SegmentLog {
     /// The next segment's file, being zero-filled and synced on a helper thread.
     spare: Option<JoinHandle<io::Result<(File, PathBuf)>>>,
 }
+
+/// The pause after each MiB of a spare segment written in the background (8 MiB: ~40 ms of
+/// pauses, against the seconds a segment lasts at 16k msg/s).
+const SPARE_PACE: Duration = Duration::from_millis(5);
 
 /// Spare segments are named `spare-<random>.tmp` until they are renamed into place; any left
 /// from before are removed at open.
@@ -112,7 +117,7 @@ impl SegmentLog {
             }
             None => {
                 let path = segment_path(dir, 0);
-                let (file, spare) = preallocate(dir, segment_bytes)?;
+                let (file, spare) = preallocate(dir, segment_bytes, None)?;
                 install(dir, &spare, &path)?;
                 segments.push(Segment { next: 0, path });
                 (file, 0)
@@ -180,7 +185,7 @@ impl SegmentLog {
         let (file, spare) = match self.spare.take().map(|t| t.join()) {
             Some(Ok(Ok(prepared))) => prepared,
             // The helper failed or was never started: make one here.
-            _ => preallocate(&self.dir, self.segment_bytes)?,
+            _ => preallocate(&self.dir, self.segment_bytes, None)?,
         };
         let first = self.next_position();
         let path = segment_path(&self.dir, first);
@@ -195,8 +200,10 @@ impl SegmentLog {
     /// Starts zero-filling the next segment's file on a helper thread.
     fn prepare_spare(&mut self) {
         let (dir, bytes) = (self.dir.clone(), self.segment_bytes);
-        self.spare =
-            std::thread::Builder::new().name("queue-spare".into()).spawn(move || preallocate(&dir, bytes)).ok();
+        self.spare = std::thread::Builder::new()
+            .name("queue-spare".into())
+            .spawn(move || preallocate(&dir, bytes, Some(SPARE_PACE)))
+            .ok();
     }
 }
 
@@ -204,8 +211,11 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.log"))
 }
 
-/// Writes a spare segment: `bytes` zeros, synced, under a spare name.
-fn preallocate(dir: &Path, bytes: u64) -> io::Result<(File, PathBuf)> {
+/// Writes a spare segment: `bytes` zeros, synced, under a spare name. With `pace`, each MiB is
+/// synced on its own and followed by that pause: flushing the whole segment at once made the
+/// appends' syncs wait behind it (in a probe on this disk, 300-byte appends synced every 0.5 ms
+/// while a spare was written: the slowest sync 4.4–5.1 ms unpaced, 2.0–2.4 ms paced).
+fn preallocate(dir: &Path, bytes: u64, pace: Option<Duration>) -> io::Result<(File, PathBuf)> {
     let path = dir.join(format!("spare-{:016x}{SPARE_SUFFIX}", rand::random::<u64>()));
     let mut file = OpenOptions::new().create_new(true).read(true).write(true).open(&path)?;
     let zeros = vec![0u8; 1 << 20];
@@ -214,6 +224,10 @@ fn preallocate(dir: &Path, bytes: u64) -> io::Result<(File, PathBuf)> {
         let n = left.min(zeros.len() as u64) as usize;
         file.write_all(&zeros[..n])?;
         left -= n as u64;
+        if let Some(pause) = pace {
+            file.sync_data()?;
+            std::thread::sleep(pause);
+        }
     }
     file.sync_all()?;
     file.seek(io::SeekFrom::Start(0))?;
