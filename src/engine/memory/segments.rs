@@ -213,8 +213,9 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 
 /// Writes a spare segment: `bytes` zeros, synced, under a spare name. With `pace`, each MiB is
 /// synced on its own and followed by that pause: flushing the whole segment at once made the
-/// appends' syncs wait behind it (in a probe on this disk, 300-byte appends synced every 0.5 ms
-/// while a spare was written: the slowest sync 4.4–5.1 ms unpaced, 2.0–2.4 ms paced).
+/// appends' syncs wait behind it (`scripts/sync-cost` on this disk, 300-byte appends synced
+/// every 0.5 ms while a spare was written: the slowest sync 4.4–7.1 ms at once, 1.8–2.4 ms paced;
+/// the p99 of those ~50 ms is higher paced, ~0.9 ms, but the spare is written once a segment).
 fn preallocate(dir: &Path, bytes: u64, pace: Option<Duration>) -> io::Result<(File, PathBuf)> {
     let path = dir.join(format!("spare-{:016x}{SPARE_SUFFIX}", rand::random::<u64>()));
     let mut file = OpenOptions::new().create_new(true).read(true).write(true).open(&path)?;
