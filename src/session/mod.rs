@@ -2,10 +2,14 @@
 //! ([`connect`]), the client's events ([`dispatch`]), the bounded write queue and the token's
 //! expiry, over the websocket [`transport`].
 //!
-//! One task per socket, one timer. The task selects over: the node's drain signal, the hub's
-//! slow-consumer signal, the next websocket frame, the write queue, and the timer (next ping,
-//! pong deadline, CONNECT deadline or token expiry, whichever is first). Every packet the session
-//! writes is encoded by [`crate::protocol`] (through [`crate::events`] for Socket.IO ones).
+//! One task per socket, one timer. The task selects over: the node's drain notice, the next
+//! websocket frame, the hub's handle (frames queued, or a close asked for: a slow consumer), and
+//! the timer (next ping, pong deadline, CONNECT deadline or token expiry, whichever is first).
+//! What runs rarely (the timer's handler, websocket pongs, a write waiting on a full socket
+//! buffer) is boxed, so an idle socket's task stays small. Frames for an idle socket are
+//! written through by the hub; the session brackets its own writes so the two never interleave.
+//! Every packet the session writes is encoded by [`crate::protocol`] (through
+//! [`crate::events`] for Socket.IO ones).
 //!
 //! A second transport (HTTP long-polling) would feed the same packets in and drain the same
 //! write queue.
