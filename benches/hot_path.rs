@@ -98,7 +98,8 @@ fn fan_out_to_local_sockets(bencher: Bencher, n: usize) {
         hub.deliver(black_box(&delivery));
         // What each session does when it writes: take the queued frames.
         for socket in &sockets {
-            socket.take_frames(&mut taken);
+            socket.begin_write(Some(&mut taken));
+            socket.end_write();
             taken.clear();
         }
     });

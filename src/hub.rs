@@ -16,7 +16,7 @@
 //! allocation beyond a few slots, and a busy one allocates nothing per frame.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -152,15 +152,10 @@ impl SocketHandle {
         self.ready.notified().await
     }
 
-    /// Moves every queued frame into `into` (which must be empty) by swapping the two deques,
-    /// so neither side allocates once both have grown to the usual burst.
-    pub fn take_frames(&self, into: &mut VecDeque<Bytes>) {
-        std::mem::swap(&mut self.out.lock().frames, into);
-    }
-
     /// The session starts writing (nothing is written through until [`end_write`]): returns the
     /// rest of a frame written through in part, which goes first, and with `queued`, takes the
-    /// queued frames too.
+    /// queued frames too, by swapping the two deques (`queued` must be empty), so neither side
+    /// allocates once both have grown to the usual burst.
     ///
     /// [`end_write`]: Self::end_write
     pub fn begin_write(&self, queued: Option<&mut VecDeque<Bytes>>) -> Option<Bytes> {
@@ -204,24 +199,60 @@ enum Through {
 }
 
 /// One text frame written to `stream` now, as far as the kernel takes it.
-fn write_through(stream: &TcpStream, frame: &[u8]) -> Through {
+fn write_through(stream: &TcpStream, frame: &Bytes) -> Through {
     let mut header = [0u8; MAX_HEADER];
-    let n = encode_header(&mut header, Opcode::Text, frame.len());
-    let total = n + frame.len();
-    match stream.try_write_vectored(&[IoSlice::new(&header[..n]), IoSlice::new(frame)]) {
-        Ok(written) if written == total => Through::All,
-        Ok(0) | Err(_) => Through::Nothing,
-        Ok(written) => {
-            let mut rest = Vec::with_capacity(total - written);
-            if written < n {
-                rest.extend_from_slice(&header[written..n]);
-                rest.extend_from_slice(frame);
-            } else {
-                rest.extend_from_slice(&frame[written - n..]);
+    let total = encode_header(&mut header, Opcode::Text, frame.len()) + frame.len();
+    match write_frames_now(stream, Opcode::Text, std::slice::from_ref(frame)) {
+        Ok(None) => Through::All,
+        Ok(Some(rest)) if rest.len() < total => Through::Part(rest.into()),
+        Ok(Some(_)) | Err(_) => Through::Nothing,
+    }
+}
+
+/// Frames one vectored write carries at most (two slices each, well under `IOV_MAX`).
+const FRAMES_PER_WRITE: usize = 32;
+
+/// Writes frames back to back without waiting: vectored writes straight from the frames (up to
+/// [`FRAMES_PER_WRITE`] a call, headers on the stack) while the kernel takes them. Returns the
+/// bytes it did not take, if any, as one buffer. The one write of frames to a socket: the
+/// session's ([`crate::session`]) and the hub's write-through both use it.
+pub fn write_frames_now<B: AsRef<[u8]>>(
+    stream: &TcpStream,
+    opcode: Opcode,
+    frames: &[B],
+) -> io::Result<Option<Vec<u8>>> {
+    let mut chunks = frames.chunks(FRAMES_PER_WRITE);
+    while let Some(chunk) = chunks.next() {
+        let mut headers = [[0u8; MAX_HEADER]; FRAMES_PER_WRITE];
+        let mut lens = [0usize; FRAMES_PER_WRITE];
+        for (i, frame) in chunk.iter().enumerate() {
+            lens[i] = encode_header(&mut headers[i], opcode, frame.as_ref().len());
+        }
+        let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+        for (i, frame) in chunk.iter().enumerate() {
+            slices[2 * i] = IoSlice::new(&headers[i][..lens[i]]);
+            slices[2 * i + 1] = IoSlice::new(frame.as_ref());
+        }
+        let mut left = &mut slices[..2 * chunk.len()];
+        while !left.is_empty() {
+            match stream.try_write_vectored(left) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => IoSlice::advance_slices(&mut left, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut rest: Vec<u8> = left.iter().flat_map(|s| s.iter().copied()).collect();
+                    for frame in chunks.flatten() {
+                        let mut header = [0u8; MAX_HEADER];
+                        let n = encode_header(&mut header, opcode, frame.as_ref().len());
+                        rest.extend_from_slice(&header[..n]);
+                        rest.extend_from_slice(frame.as_ref());
+                    }
+                    return Ok(Some(rest));
+                }
+                Err(e) => return Err(e),
             }
-            Through::Part(Bytes::from(rest))
         }
     }
+    Ok(None)
 }
 
 #[derive(Default)]
@@ -479,7 +510,8 @@ pub mod testing {
         /// The next queued frame, if one is there now.
         pub fn try_next(&mut self) -> Option<Bytes> {
             if self.taken.is_empty() {
-                self.socket.take_frames(&mut self.taken);
+                self.socket.begin_write(Some(&mut self.taken));
+                self.socket.end_write();
             }
             self.taken.pop_front()
         }

@@ -9,7 +9,7 @@
 //! select on readiness beside its other work and nothing read is ever dropped.
 
 use std::cell::RefCell;
-use std::io::{self, IoSlice};
+use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -19,12 +19,11 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
-use crate::protocol::websocket::{encode_header, unmask, FrameHeader, Opcode, MAX_HEADER};
+use crate::hub::write_frames_now;
+use crate::protocol::websocket::{unmask, FrameHeader, Opcode};
 
 /// The worker thread's read buffer: every socket on the thread reads into it in turn.
 const READ_BUFFER: usize = 64 * 1024;
-/// Frames one vectored write carries at most (two slices each, well under `IOV_MAX`).
-const FRAMES_PER_WRITE: usize = 32;
 
 thread_local! {
     static READ: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUFFER]);
@@ -239,15 +238,15 @@ impl Transport {
         self.write_frames(Opcode::Text, &[frame]).await
     }
 
-    /// Writes frames back to back: vectored writes straight from the frames (up to
-    /// [`FRAMES_PER_WRITE`] a call, headers on the stack) while the kernel takes them; what it
+    /// Writes frames back to back: vectored writes straight from the frames while the kernel
+    /// takes them ([`write_frames_now`], which the hub's write-through uses too); what it
     /// does not take at once is copied into one buffer and written as the socket drains, giving
     /// up after the deadline (the ping timeout): a client that takes nothing for that long is a
     /// slow consumer (its kernel buffer is full), and waiting on it would keep the session from
     /// noticing anything else. Doing the common case without awaiting keeps the socket's task
     /// small: no write state lives in it between writes.
     pub async fn write_frames<B: AsRef<[u8]>>(&mut self, opcode: Opcode, frames: &[B]) -> io::Result<()> {
-        let Some(rest) = self.write_now(opcode, frames)? else { return Ok(()) };
+        let Some(rest) = write_frames_now(&self.stream, opcode, frames)? else { return Ok(()) };
         // Boxed: the wait (a timer and the drain) is rare, and inline it would be part of every
         // socket's task.
         Box::pin(self.write_rest(&rest)).await
@@ -290,42 +289,6 @@ impl Transport {
                 Err(io::Error::from(io::ErrorKind::TimedOut))
             }
         }
-    }
-
-    /// Writes what the kernel takes now; returns the bytes it did not take, if any.
-    fn write_now<B: AsRef<[u8]>>(&mut self, opcode: Opcode, frames: &[B]) -> io::Result<Option<Vec<u8>>> {
-        let mut chunks = frames.chunks(FRAMES_PER_WRITE);
-        while let Some(chunk) = chunks.next() {
-            let mut headers = [[0u8; MAX_HEADER]; FRAMES_PER_WRITE];
-            let mut lens = [0usize; FRAMES_PER_WRITE];
-            for (i, frame) in chunk.iter().enumerate() {
-                lens[i] = encode_header(&mut headers[i], opcode, frame.as_ref().len());
-            }
-            let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
-            for (i, frame) in chunk.iter().enumerate() {
-                slices[2 * i] = IoSlice::new(&headers[i][..lens[i]]);
-                slices[2 * i + 1] = IoSlice::new(frame.as_ref());
-            }
-            let mut left = &mut slices[..2 * chunk.len()];
-            while !left.is_empty() {
-                match self.stream.try_write_vectored(left) {
-                    Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-                    Ok(n) => IoSlice::advance_slices(&mut left, n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let mut rest: Vec<u8> = left.iter().flat_map(|s| s.iter().copied()).collect();
-                        for frame in chunks.flatten() {
-                            let mut header = [0u8; MAX_HEADER];
-                            let n = encode_header(&mut header, opcode, frame.as_ref().len());
-                            rest.extend_from_slice(&header[..n]);
-                            rest.extend_from_slice(frame.as_ref());
-                        }
-                        return Ok(Some(rest));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// How a failed write ends the session.
