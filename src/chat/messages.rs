@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::auth::Caller;
-use crate::engine::{history, AppendRequest, Window};
+use crate::engine::{history, AppendRequest, Appended, EngineResult, Window};
 use crate::events::event_frame;
 use crate::hub::{SocketId, Target};
 use crate::model::{Message, MessageType, SenderType, Timestamp};
@@ -25,6 +25,9 @@ pub struct Joined {
     pub missed: Vec<Message>,
     pub has_more: bool,
 }
+
+/// Where a send's outcome goes, exactly once: see [`ChatService::send`].
+pub type SendAnswer = Box<dyn FnOnce(ChatResult<Message>) + Send>;
 
 /// A message to send, as the client gave it.
 #[derive(Debug, Clone)]
@@ -88,8 +91,28 @@ impl ChatService {
         Ok((all, has_more))
     }
 
-    /// `send_message`: every check, then the one append call. Returns once durable.
-    pub async fn send(&self, caller: &Caller, draft: Draft, origin: Option<SocketId>) -> ChatResult<Message> {
+    /// `send_message`: every check, then the one append call. `answer` gets the outcome exactly
+    /// once: the message once it is durable (presented, as its recipients see it), or why not.
+    /// With the in-process log it runs on the committer thread right after the fan-out, so the
+    /// caller does not wait for the append; this returns once the send is queued.
+    pub async fn send(&self, caller: &Caller, draft: Draft, origin: Option<SocketId>, answer: SendAnswer) {
+        let req = match self.checked_send(caller, draft, origin).await {
+            Ok(req) => req,
+            Err(e) => return answer(Err(e)),
+        };
+        let signer = self.signer.clone();
+        let done = Box::new(move |appended: EngineResult<Appended>| {
+            answer(appended.map_err(ChatError::from).map(|a| {
+                let mut message = a.message;
+                signer.present(&mut message);
+                message
+            }))
+        });
+        self.engine.log.submit(req, done).await
+    }
+
+    /// Every check of a send; the append it becomes.
+    async fn checked_send(&self, caller: &Caller, draft: Draft, origin: Option<SocketId>) -> ChatResult<AppendRequest> {
         check_client_msg_id(&draft.client_msg_id)?;
         let has_attachment = draft.attachment_id.is_some();
         match (draft.kind, has_attachment) {
@@ -114,22 +137,17 @@ impl ChatService {
             None => None,
         };
         let sender_type = if caller.user_id == chat.tutor_id { SenderType::Tutor } else { SenderType::User };
-        let appended = self
-            .engine
-            .log
-            .append(AppendRequest {
-                chat_id: chat.id.clone(),
-                sender_id: caller.user_id.clone(),
-                sender_type,
-                kind: draft.kind,
-                content: draft.content,
-                attachment,
-                client_msg_id: draft.client_msg_id,
-                recipients: vec![chat.student_id.clone(), chat.tutor_id.clone()],
-                origin,
-            })
-            .await?;
-        Ok(self.present(appended.message))
+        Ok(AppendRequest {
+            chat_id: chat.id.clone(),
+            sender_id: caller.user_id.clone(),
+            sender_type,
+            kind: draft.kind,
+            content: draft.content,
+            attachment,
+            client_msg_id: draft.client_msg_id,
+            recipients: vec![chat.student_id.clone(), chat.tutor_id.clone()],
+            origin,
+        })
     }
 
     async fn read(&self, chat_id: &str, window: Window) -> ChatResult<Vec<Message>> {

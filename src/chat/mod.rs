@@ -30,7 +30,7 @@ use crate::hub::{Delivery, SocketId, Target};
 use crate::model::Message;
 use crate::store::{Store, StoreError};
 
-pub use messages::{Draft, Joined};
+pub use messages::{Draft, Joined, SendAnswer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {

@@ -120,12 +120,23 @@ pub struct Queued {
     pub message: Message,
 }
 
+/// Where an append's outcome goes, exactly once: see [`MessageLog::submit`].
+pub type AppendDone = Box<dyn FnOnce(EngineResult<Appended>) + Send>;
+
 #[async_trait]
 pub trait MessageLog: Send + Sync + 'static {
     /// Dedupes, assigns the seq, makes the message durable in the queue, then publishes
     /// `message_received` to the recipients, all as one call so that per chat the events leave
     /// in seq order. Returns once the message is durable.
     async fn append(&self, req: AppendRequest) -> EngineResult<Appended>;
+    /// [`append`](Self::append), with the outcome handed to `done` (called exactly once)
+    /// wherever the log has it, instead of to the caller. The in-process log calls it on its
+    /// committer thread right after the message's fan-out, so a sending socket's ack is written
+    /// through like its recipients' events, and its task is not woken to answer. Returns once
+    /// the request is queued; by default, once `done` has run.
+    async fn submit(&self, req: AppendRequest, done: AppendDone) {
+        done(self.append(req).await)
+    }
     /// The acked messages of a chat that the store may not have yet, ascending by seq.
     async fn pending(&self, chat_id: &str) -> EngineResult<Vec<Message>>;
     /// A window of a chat's messages, ascending, from the log's own recent messages when they

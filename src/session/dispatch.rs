@@ -2,8 +2,10 @@
 //! decoded ([`crate::events`]), handed to the [`Node`](crate::node::Node) (joining and leaving
 //! rooms) or to the chat rules (sending, typing, reading), and answered with `{ok: true, ...}` or
 //! the contract's error, as an ack when the client asked for one and as an `error` event
-//! otherwise.
+//! otherwise. A send is answered by whoever has its outcome (the in-process log's committer
+//! thread), through the socket's hub handle, while the session goes on reading.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,15 +14,18 @@ use serde::Serialize;
 use super::connect::expiry_instant;
 use super::Session;
 use crate::chat::ChatError;
-use crate::chat::Draft;
+use crate::chat::{Draft, SendAnswer};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{ack_err, ack_ok, decode_client_event, error_event, ClientEvent};
+use crate::hub::SocketHandle;
 use crate::model::Message;
 
 /// What a successful event answers in its ack: a JSON object, encoded once.
 enum Reply {
     Ok,
     Json(Vec<u8>),
+    /// The answer goes to the socket on its own, once the engine has it (a send's ack).
+    Deferred,
 }
 
 impl Reply {
@@ -29,12 +34,47 @@ impl Reply {
         Ok(Reply::Json(value))
     }
 
-    fn into_ack(self, id: u64) -> Bytes {
+    fn into_ack(self, id: u64) -> Option<Bytes> {
         match self {
-            Reply::Ok => ack_ok(id, b"{}"),
-            Reply::Json(body) => ack_ok(id, &body),
+            Reply::Ok => Some(ack_ok(id, b"{}")),
+            Reply::Json(body) => Some(ack_ok(id, &body)),
+            Reply::Deferred => None,
         }
     }
+}
+
+/// The frame that tells the client an event failed: its ack when it asked for one, an `error`
+/// event otherwise.
+fn error_frame(ack_id: Option<u64>, body: &ErrorBody, event: Option<&str>) -> Bytes {
+    metrics::counter!("coursechat_errors_total", "code" => body.code.as_str()).increment(1);
+    match ack_id {
+        Some(id) => ack_err(id, body),
+        None => error_event(body, event),
+    }
+}
+
+/// A send's answer: its ack (or error) written to the sending socket by whoever has the
+/// outcome, through the hub's handle, so it is ordered with the socket's other frames.
+fn send_answer(socket: Arc<SocketHandle>, ack_id: Option<u64>, started: Instant) -> SendAnswer {
+    Box::new(move |sent| {
+        let frame = match sent.and_then(|message| {
+            #[derive(Serialize)]
+            struct Sent<'a> {
+                message: &'a Message,
+            }
+            Reply::json(&Sent { message: &message })
+        }) {
+            Ok(reply) => {
+                metrics::histogram!("coursechat_send_ack_seconds").record(started.elapsed().as_secs_f64());
+                match ack_id.and_then(|id| reply.into_ack(id)) {
+                    Some(ack) => ack,
+                    None => return,
+                }
+            }
+            Err(e) => error_frame(ack_id, &e.body(), Some("send_message")),
+        };
+        socket.send(frame);
+    })
 }
 
 impl Session {
@@ -49,14 +89,10 @@ impl Session {
         };
         let name = event.name();
         metrics::counter!("coursechat_events_in_total", "event" => name).increment(1);
-        let started = Instant::now();
-        match self.dispatch(event).await {
+        match self.dispatch(event, ack_id).await {
             Ok(reply) => {
-                if name == "send_message" {
-                    metrics::histogram!("coursechat_send_ack_seconds").record(started.elapsed().as_secs_f64());
-                }
-                if let Some(id) = ack_id {
-                    let _ = self.write(&reply.into_ack(id)).await;
+                if let Some(ack) = ack_id.and_then(|id| reply.into_ack(id)) {
+                    let _ = self.write(&ack).await;
                 }
             }
             Err(e) => {
@@ -67,15 +103,10 @@ impl Session {
     }
 
     pub(super) async fn reply_error(&mut self, ack_id: Option<u64>, body: &ErrorBody, event: Option<&str>) {
-        metrics::counter!("coursechat_errors_total", "code" => body.code.as_str()).increment(1);
-        let frame = match ack_id {
-            Some(id) => ack_err(id, body),
-            None => error_event(body, event),
-        };
-        let _ = self.write(&frame).await;
+        let _ = self.write(&error_frame(ack_id, body, event)).await;
     }
 
-    async fn dispatch(&mut self, event: ClientEvent) -> Result<Reply, ChatError> {
+    async fn dispatch(&mut self, event: ClientEvent, ack_id: Option<u64>) -> Result<Reply, ChatError> {
         let node = self.node.clone();
         let Some(c) = self.connected.as_mut() else {
             return Err(ChatError::Forbidden("not connected".into()));
@@ -102,12 +133,9 @@ impl Session {
                     kind: s.kind,
                     attachment_id: s.attachment_id,
                 };
-                let message = node.chat.send(&c.caller, draft, Some(c.handle.id)).await?;
-                #[derive(Serialize)]
-                struct Sent<'a> {
-                    message: &'a Message,
-                }
-                Reply::json(&Sent { message: &message })
+                let answer = send_answer(c.handle.clone(), ack_id, Instant::now());
+                node.chat.send(&c.caller, draft, Some(c.handle.id), answer).await;
+                Ok(Reply::Deferred)
             }
             ClientEvent::TypingStart(t) => {
                 node.allow_typing(&c.handle).await?;

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::dedupe;
 use super::segments::SegmentLog;
-use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued};
+use crate::engine::{AppendDone, AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued};
 use crate::events::message_received_frame;
 use crate::group_commit::GroupCommit;
 use crate::hub::{Delivery, Hub, Target};
@@ -84,17 +84,9 @@ impl State {
 
 struct Job {
     req: AppendRequest,
-    reply: oneshot::Sender<EngineResult<Answer>>,
-}
-
-/// What the committer answers a send. Moved once through a oneshot per send: boxing the large
-/// variant would only add an allocation per send.
-#[allow(clippy::large_enum_variant)]
-enum Answer {
-    Appended(Appended),
-    /// A resend of a message the store has: its seq, and the request handed back (the log reads
-    /// the first message back from the store).
-    Released(u64, AppendRequest),
+    /// Called on the committer thread once the send is durable and fanned out (or refused); a
+    /// resend of a released message is answered from a task, after the store is read.
+    done: AppendDone,
 }
 
 /// What the committer and the log's callers share.
@@ -110,8 +102,6 @@ struct Shared {
 
 pub struct MemoryLog {
     shared: Arc<Shared>,
-    /// Where the first message of a resend is read back once it was released.
-    store: Arc<dyn Store>,
     jobs: mpsc::Sender<Job>,
     /// Writes to `queue.redb` (releases, pruning), group-committed.
     index_writer: GroupCommit,
@@ -208,12 +198,14 @@ impl MemoryLog {
             failed: AtomicBool::new(false),
         });
         let (jobs, rx) = mpsc::channel(JOBS_BOUND);
-        let committer = Committer { shared: shared.clone(), hub, presenter, seqs: HashMap::new() };
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| EngineError::unavailable("the log needs a tokio runtime to answer resends"))?;
+        let committer = Committer { shared: shared.clone(), hub, presenter, seqs: HashMap::new(), store, runtime };
         std::thread::Builder::new()
             .name("commit-queue".into())
             .spawn(move || committer.run(rx))
             .map_err(EngineError::unavailable)?;
-        Ok(MemoryLog { shared, store, jobs, index_writer, idempotency_window, prune_cursor: Mutex::new(None) })
+        Ok(MemoryLog { shared, jobs, index_writer, idempotency_window, prune_cursor: Mutex::new(None) })
     }
 
     /// Deletes released dedupe entries older than the window; returns how many went.
@@ -228,6 +220,17 @@ impl MemoryLog {
         *self.prune_cursor.lock() = next;
         Ok(gone)
     }
+}
+
+/// The first message of a resend whose first send the store has already: `seq` was its seq.
+async fn first_released(store: &dyn Store, seq: u64, req: &AppendRequest) -> EngineResult<Appended> {
+    let stored = store.messages_after(&req.chat_id, seq.saturating_sub(1), 1).await?;
+    let first = stored
+        .into_iter()
+        .find(|m| m.seq == seq && m.sender_id == req.sender_id && m.client_msg_id == req.client_msg_id);
+    first
+        .map(|message| Appended { message, duplicate: true })
+        .ok_or_else(|| EngineError::unavailable("the first message of this clientMsgId is not in the store"))
 }
 
 fn decode(bytes: &[u8]) -> EngineResult<Message> {
@@ -264,6 +267,9 @@ struct Committer {
     presenter: Presenter,
     /// chat → the last seq assigned, for every chat that sent since start.
     seqs: HashMap<String, u64>,
+    /// Where a resend of a released message finds the first one, from a task on `runtime`.
+    store: Arc<dyn Store>,
+    runtime: tokio::runtime::Handle,
 }
 
 enum Outcome {
@@ -288,8 +294,7 @@ impl Committer {
     fn commit(&mut self, jobs: &mut Vec<Job>) {
         if self.shared.failed.load(Ordering::Relaxed) {
             for job in jobs.drain(..) {
-                let _ =
-                    job.reply.send(Err(EngineError::Unavailable("the durable queue failed; restart the node".into())));
+                (job.done)(Err(EngineError::Unavailable("the durable queue failed; restart the node".into())));
             }
             return;
         }
@@ -319,23 +324,25 @@ impl Committer {
                     tracing::error!(error = %e, "appending to the durable queue failed; no more sends until restart");
                     self.shared.failed.store(true, Ordering::Relaxed);
                     for job in jobs.drain(..) {
-                        let _ = job.reply.send(Err(EngineError::unavailable(format!("durable queue: {e}"))));
+                        (job.done)(Err(EngineError::unavailable(format!("durable queue: {e}"))));
                     }
                     return;
                 }
             }
         }
         for (job, outcome) in jobs.drain(..).zip(outcomes) {
-            let answer = match outcome {
+            match outcome {
                 Outcome::New(message, json) => {
                     self.fan_out(&job.req, &message, &json);
-                    Ok(Answer::Appended(Appended { message, duplicate: false }))
+                    (job.done)(Ok(Appended { message, duplicate: false }));
                 }
-                Outcome::Duplicate(message) => Ok(Answer::Appended(Appended { message, duplicate: true })),
-                Outcome::Released(seq) => Ok(Answer::Released(seq, job.req)),
-                Outcome::Failed(e) => Err(e),
-            };
-            let _ = job.reply.send(answer);
+                Outcome::Duplicate(message) => (job.done)(Ok(Appended { message, duplicate: true })),
+                Outcome::Released(seq) => {
+                    let store = self.store.clone();
+                    self.runtime.spawn(async move { (job.done)(first_released(store.as_ref(), seq, &job.req).await) });
+                }
+                Outcome::Failed(e) => (job.done)(Err(e)),
+            }
         }
         self.shared.appended.notify_one();
     }
@@ -403,18 +410,19 @@ impl Committer {
 impl MessageLog for MemoryLog {
     async fn append(&self, req: AppendRequest) -> EngineResult<Appended> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { req, reply }).await.map_err(|_| EngineError::unavailable("the durable queue stopped"))?;
-        match answer.await.unwrap_or_else(|_| Err(EngineError::unavailable("the durable queue stopped")))? {
-            Answer::Appended(appended) => Ok(appended),
-            Answer::Released(seq, req) => {
-                let stored = self.store.messages_after(&req.chat_id, seq.saturating_sub(1), 1).await?;
-                let first = stored
-                    .into_iter()
-                    .find(|m| m.seq == seq && m.sender_id == req.sender_id && m.client_msg_id == req.client_msg_id);
-                first.map(|message| Appended { message, duplicate: true }).ok_or_else(|| {
-                    EngineError::unavailable("the first message of this clientMsgId is not in the store")
-                })
-            }
+        self.submit(
+            req,
+            Box::new(move |appended| {
+                let _ = reply.send(appended);
+            }),
+        )
+        .await;
+        answer.await.unwrap_or_else(|_| Err(EngineError::unavailable("the durable queue stopped")))
+    }
+
+    async fn submit(&self, req: AppendRequest, done: AppendDone) {
+        if let Err(refused) = self.jobs.send(Job { req, done }).await {
+            (refused.0.done)(Err(EngineError::unavailable("the durable queue stopped")));
         }
     }
 
