@@ -57,7 +57,16 @@ pub enum ChatError {
     #[error("temporarily unavailable")]
     Store(#[from] StoreError),
     #[error("temporarily unavailable")]
-    Engine(#[from] EngineError),
+    Engine(EngineError),
+}
+
+impl From<EngineError> for ChatError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::RateLimited(retry) => ChatError::RateLimited(retry),
+            e => ChatError::Engine(e),
+        }
+    }
 }
 
 impl ChatError {

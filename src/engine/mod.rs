@@ -38,6 +38,10 @@ pub enum EngineError {
     /// The durable queue or the shared state cannot be reached: the caller answers `unavailable`.
     #[error("engine unavailable: {0}")]
     Unavailable(String),
+    /// The sender is over the message rate (checked by the log where the allowance is shared):
+    /// retry after this long.
+    #[error("too many requests; retry in {} ms", .0.as_millis())]
+    RateLimited(Duration),
 }
 
 impl EngineError {
@@ -47,7 +51,10 @@ impl EngineError {
     }
 
     pub fn code(&self) -> ErrorCode {
-        ErrorCode::Unavailable
+        match self {
+            EngineError::Unavailable(_) => ErrorCode::Unavailable,
+            EngineError::RateLimited(_) => ErrorCode::RateLimited,
+        }
     }
 }
 
@@ -222,7 +229,9 @@ pub struct Engine {
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn Presence>,
     pub typing: Arc<dyn Typing>,
-    pub message_limiter: Arc<dyn RateLimiter>,
+    /// The per-user message rate, checked before a send's append; `None` when the log enforces
+    /// it itself (the Redis engine, inside its one send script).
+    pub message_limiter: Option<Arc<dyn RateLimiter>>,
     pub directory: Arc<dyn Directory>,
 }
 

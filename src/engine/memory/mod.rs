@@ -60,7 +60,7 @@ pub fn start(
         bus: Arc::new(bus::LocalBus::new(hub)),
         presence,
         typing,
-        message_limiter: limiter,
+        message_limiter: Some(limiter),
         directory: Arc::new(directory::directory(store)),
     };
     Ok((engine, notices))
@@ -139,7 +139,7 @@ mod tests {
         let (engine, mut notices) = start(dir.path(), Hub::new(), store, fast(), limits(), Arc::new(|_| {})).unwrap();
         contract_tests::presence_suite(engine.presence.as_ref(), &mut notices, fast().presence_grace).await;
         contract_tests::typing_suite(engine.typing.as_ref(), &mut notices, fast().typing_ttl).await;
-        contract_tests::rate_limiter_suite(engine.message_limiter.as_ref(), 20).await;
+        contract_tests::rate_limiter_suite(engine.message_limiter.as_deref().unwrap(), 20).await;
     }
 
     #[tokio::test]

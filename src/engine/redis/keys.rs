@@ -64,14 +64,22 @@ impl Keys {
         self.of_chat(chat, &format!("idem:{chat}:{sender}:{client_msg_id}"))
     }
 
-    /// The chat's last N messages (sorted set, score = seq).
-    pub fn recent(&self, chat: &str) -> String {
-        self.of_chat(chat, &format!("recent:{chat}"))
+    /// The chat's log: a stream whose entry ids are `<seq>-0`, holding every acked message the
+    /// store has not confirmed and at least the last N it has.
+    pub fn log(&self, chat: &str) -> String {
+        self.of_chat(chat, &format!("log:{chat}"))
     }
 
-    /// The chat's acked messages the store has not confirmed yet (sorted set, score = seq).
+    /// The seqs of the chat's acked messages the store has not confirmed yet (sorted set, seq
+    /// → seq); the messages themselves are in its log.
     pub fn pending(&self, chat: &str) -> String {
-        self.of_chat(chat, &format!("pend:{chat}"))
+        self.of_chat(chat, &format!("pending:{chat}"))
+    }
+
+    /// A sender's message allowance (GCRA), kept in the chat's slot so that the send script
+    /// touches one slot: shared by all of the user's sockets and nodes for chats of that shard.
+    pub fn send_rate(&self, chat: &str, user: &str) -> String {
+        self.of_chat(chat, &format!("rate:{user}"))
     }
 
     // ---- typing (shard of the chat) ------------------------------------------------------------
@@ -122,11 +130,7 @@ impl Keys {
         format!("{}{{nodes}}:alive", self.prefix)
     }
 
-    // ---- rate limits and the directory cache (shard of the user / id) ---------------------------
-
-    pub fn rate(&self, user: &str) -> String {
-        self.of_user(user, &format!("rate:{user}"))
-    }
+    // ---- the directory cache (shard of the user / id) -------------------------------------------
 
     pub fn dir_chat(&self, chat: &str) -> String {
         self.of_chat(chat, &format!("dir:chat:{chat}"))
@@ -204,8 +208,9 @@ mod tests {
         for key in [
             keys.seq(chat),
             keys.idempotency(chat, "u1", "m1"),
-            keys.recent(chat),
+            keys.log(chat),
             keys.pending(chat),
+            keys.send_rate(chat, "u1"),
             keys.typing(chat, "u1"),
             keys.typing_due(keys.shard_of(chat)),
         ] {
@@ -219,7 +224,7 @@ mod tests {
         let keys = Keys::new("cc:", 16);
         let shard = keys.shard_of("student-1");
         let tag = hash_tag(&keys.presence("student-1")).to_owned();
-        for key in [keys.leaving(shard), keys.last_seen(shard), keys.node_users(shard, "n1"), keys.rate("student-1")] {
+        for key in [keys.leaving(shard), keys.last_seen(shard), keys.node_users(shard, "n1")] {
             assert_eq!(hash_tag(&key), tag, "{key}");
         }
         assert!(keys.presence("student-1").starts_with(&keys.presence_prefix(shard)));

@@ -47,8 +47,11 @@ pub struct RedisLog {
     store: Arc<dyn Store>,
     presenter: Presenter,
     idempotency_ms: String,
-    recent: u32,
+    recent: String,
     recent_ttl_ms: String,
+    /// The per-sender message rate the send script enforces: ms per message, and the burst.
+    rate_interval_ms: String,
+    rate_burst: String,
     consumer: String,
     wait_replicas: u32,
     last_claim: Mutex<Option<Instant>>,
@@ -74,6 +77,14 @@ fn decode(bytes: &[u8]) -> EngineResult<Message> {
     serde_json::from_slice(bytes).map_err(|e| EngineError::Unavailable(format!("corrupt message in redis: {e}")))
 }
 
+/// Stream entries as read: id, then (field, value) pairs (one: `m`, the message JSON).
+type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
+/// The seq of a chat log entry, from its id `<seq>-0`.
+fn entry_seq(entry: &(String, Vec<(String, Vec<u8>)>)) -> Option<u64> {
+    entry.0.split_once('-').and_then(|(seq, _)| seq.parse().ok())
+}
+
 fn int(value: Option<&Value>) -> Option<i64> {
     match value? {
         Value::Int(i) => Some(*i),
@@ -96,8 +107,10 @@ impl RedisLog {
             store,
             presenter,
             idempotency_ms: options.idempotency_window.as_millis().max(1).to_string(),
-            recent: options.recent,
+            recent: options.recent.max(1).to_string(),
             recent_ttl_ms: options.recent_ttl.as_millis().max(1).to_string(),
+            rate_interval_ms: format!("{:.3}", 1000.0 / f64::from(options.messages_per_second.max(1))),
+            rate_burst: options.message_burst.max(1).to_string(),
             consumer: options.node_id.clone(),
             wait_replicas: options.wait_replicas,
             last_claim: Mutex::new(None),
@@ -137,7 +150,6 @@ impl RedisLog {
         let keys = &self.redis.keys;
         let envelope = format!("M|{}|{}|", req.origin.unwrap_or(0), req.chat_id);
         let seed = seed.map(|s| s.to_string()).unwrap_or_default();
-        let recent = self.recent.to_string();
         let channels: Vec<String> = req.recipients.iter().map(|u| keys.user_channel(u)).collect();
         let mut args: Vec<&[u8]> = vec![
             head,
@@ -145,17 +157,18 @@ impl RedisLog {
             shown_head,
             shown_tail,
             self.idempotency_ms.as_bytes(),
-            recent.as_bytes(),
-            self.recent_ttl_ms.as_bytes(),
             envelope.as_bytes(),
             seed.as_bytes(),
+            self.rate_interval_ms.as_bytes(),
+            self.rate_burst.as_bytes(),
         ];
         args.extend(channels.iter().map(|c| c.as_bytes()));
         let script_keys = [
+            keys.send_rate(&req.chat_id, &req.sender_id),
             keys.seq(&req.chat_id),
             keys.idempotency(&req.chat_id, &req.sender_id, &req.client_msg_id),
             keys.stream_of_chat(&req.chat_id),
-            keys.recent(&req.chat_id),
+            keys.log(&req.chat_id),
             keys.pending(&req.chat_id),
         ];
         self.redis.script_replicated(&APPEND, &script_keys, &args, self.wait_replicas).await
@@ -304,6 +317,7 @@ impl MessageLog for RedisLog {
         }
         let seq = int(reply.get(1)).and_then(|s| u64::try_from(s).ok());
         match (int(reply.first()), seq) {
+            (Some(-2), Some(wait_ms)) => Err(EngineError::RateLimited(Duration::from_millis(wait_ms))),
             (Some(1), Some(seq)) => {
                 message.seq = seq;
                 Ok(Appended { message, duplicate: false })
@@ -320,36 +334,50 @@ impl MessageLog for RedisLog {
     }
 
     async fn pending(&self, chat_id: &str) -> EngineResult<Vec<Message>> {
-        let mut range = redis::cmd("ZRANGE");
-        range.arg(self.redis.keys.pending(chat_id)).arg(0).arg(-1);
-        let raw: Vec<Vec<u8>> = self.redis.query(range).await?;
-        raw.iter().map(|json| decode(json)).collect()
+        let mut seqs = redis::cmd("ZRANGE");
+        seqs.arg(self.redis.keys.pending(chat_id)).arg(0).arg(-1);
+        let seqs: Vec<u64> = self.redis.query(seqs).await?;
+        let (Some(first), Some(last)) = (seqs.first(), seqs.last()) else { return Ok(Vec::new()) };
+        let mut range = redis::cmd("XRANGE");
+        range.arg(self.redis.keys.log(chat_id)).arg(format!("{first}-0")).arg(format!("{last}-0"));
+        let entries: Entries = self.redis.query(range).await?;
+        let wanted: std::collections::HashSet<u64> = seqs.iter().copied().collect();
+        entries
+            .iter()
+            .filter(|e| entry_seq(e).is_some_and(|seq| wanted.contains(&seq)))
+            .filter_map(|(_, fields)| fields.first())
+            .map(|(_, json)| decode(json))
+            .collect()
     }
 
     async fn recent(&self, chat_id: &str, window: Window) -> EngineResult<Option<Vec<Message>>> {
-        let key = self.redis.keys.recent(chat_id);
+        let key = self.redis.keys.log(chat_id);
         let mut pipe = redis::pipe();
         pipe.atomic();
-        pipe.cmd("ZCARD").arg(&key);
-        pipe.cmd("ZRANGE").arg(&key).arg(0).arg(0).arg("WITHSCORES");
-        pipe.cmd("ZRANGE").arg(&key).arg(-1).arg(-1).arg("WITHSCORES");
+        pipe.cmd("XLEN").arg(&key);
+        pipe.cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1);
+        pipe.cmd("XREVRANGE").arg(&key).arg("+").arg("-").arg("COUNT").arg(1);
         match window {
             Window::After { after, limit } => {
-                pipe.cmd("ZRANGEBYSCORE").arg(&key).arg(format!("({after}")).arg("+inf").arg("LIMIT").arg(0).arg(limit)
+                pipe.cmd("XRANGE").arg(&key).arg(format!("({after}-0")).arg("+").arg("COUNT").arg(limit)
             }
             Window::Before { before, limit } => {
-                let max = before.map_or_else(|| "+inf".to_owned(), |b| format!("({b}"));
-                pipe.cmd("ZREVRANGEBYSCORE").arg(&key).arg(max).arg("-inf").arg("LIMIT").arg(0).arg(limit)
+                let max = before.map_or_else(|| "+".to_owned(), |b| format!("({b}-0"));
+                pipe.cmd("XREVRANGE").arg(&key).arg(max).arg("-").arg("COUNT").arg(limit)
             }
         };
-        type Reply = (u64, Vec<(Vec<u8>, f64)>, Vec<(Vec<u8>, f64)>, Vec<Vec<u8>>);
-        let (count, lowest, highest, items): Reply = self.redis.pipeline(pipe).await?;
-        let (Some((_, min)), Some((_, max))) = (lowest.first(), highest.first()) else { return Ok(None) };
-        let (min, max) = (*min as u64, *max as u64);
-        if count == 0 || max + 1 - min != count {
+        let (count, lowest, highest, items): (u64, Entries, Entries, Entries) = self.redis.pipeline(pipe).await?;
+        let (Some(min), Some(max)) = (lowest.first().and_then(entry_seq), highest.first().and_then(entry_seq)) else {
+            return Ok(None);
+        };
+        if count == 0 || max.checked_sub(min).map(|span| span + 1) != Some(count) {
             return Ok(None); // not a contiguous window (Redis lost part of it): ask the store
         }
-        let mut messages = items.iter().map(|json| decode(json)).collect::<EngineResult<Vec<_>>>()?;
+        let mut messages = items
+            .iter()
+            .filter_map(|(_, fields)| fields.first())
+            .map(|(_, json)| decode(json))
+            .collect::<EngineResult<Vec<_>>>()?;
         let covered = match window {
             Window::After { after, .. } => after + 1 >= min || min == 1,
             Window::Before { limit, .. } => messages.len() >= limit || min == 1,
@@ -407,12 +435,24 @@ impl MessageLog for RedisLog {
             }
         }
         for (shard, entries) in by_shard {
+            // Each chat of the batch once, with its seqs.
+            let mut by_chat: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+            for (_, chat, seq) in &entries {
+                by_chat.entry(chat).or_default().push(seq);
+            }
             let mut keys = vec![self.redis.keys.stream(shard)];
-            keys.extend(entries.iter().map(|(_, chat, _)| self.redis.keys.pending(chat)));
-            let mut args: Vec<&[u8]> = vec![GROUP.as_bytes()];
-            for (id, _, seq) in &entries {
-                args.push(id.as_bytes());
-                args.push(seq.as_bytes());
+            for chat in by_chat.keys() {
+                keys.push(self.redis.keys.pending(chat));
+                keys.push(self.redis.keys.log(chat));
+            }
+            let ids = entries.len().to_string();
+            let counts: Vec<String> = by_chat.values().map(|seqs| seqs.len().to_string()).collect();
+            let mut args: Vec<&[u8]> =
+                vec![GROUP.as_bytes(), self.recent.as_bytes(), self.recent_ttl_ms.as_bytes(), ids.as_bytes()];
+            args.extend(entries.iter().map(|(id, _, _)| id.as_bytes()));
+            for (seqs, count) in by_chat.values().zip(&counts) {
+                args.push(count.as_bytes());
+                args.extend(seqs.iter().map(|seq| seq.as_bytes()));
             }
             let _: i64 = self.redis.script(&RELEASE, &keys, &args).await?;
         }

@@ -1,12 +1,12 @@
 //! The Redis engine: any number of nodes behind any load balancer behave as one server.
 //!
-//! - [`log`]: one Lua script per send (dedupe, seq, XADD to the shard's stream, recent window,
-//!   PUBLISH); persisters on every node read the streams through one consumer group.
+//! - [`log`]: one Lua script and one round trip per send (rate limit, dedupe, seq, XADD to the
+//!   shard's stream and to the chat's log, PUBLISH); persisters on every node read the streams
+//!   through one consumer group.
 //! - [`bus`]: per-user and per-chat pub/sub channels on one subscriber connection per node,
 //!   resubscribed after Redis restarts; [`gaps`] fills what pub/sub lost from the recent window.
 //! - [`presence`] and [`typing`]: sockets per user per node, node heartbeats, grace periods and
 //!   typing deadlines as Redis state whose timers every node sweeps (each due timer claimed once).
-//! - [`limiter`]: GCRA rate limits shared by all nodes.
 //! - [`directory`]: the directory cache read through Redis, invalidated on every node.
 //! - [`keys`]: the key and channel layout.
 //!
@@ -18,7 +18,6 @@ pub mod bus;
 pub mod directory;
 pub mod gaps;
 pub mod keys;
-pub mod limiter;
 pub mod log;
 pub mod presence;
 pub mod typing;
@@ -269,11 +268,8 @@ pub async fn start(
         bus,
         presence,
         typing: Arc::new(typing::RedisTyping::new(redis.clone(), timings.typing_ttl)),
-        message_limiter: Arc::new(limiter::RedisLimiter::new(
-            redis.clone(),
-            options.messages_per_second,
-            options.message_burst,
-        )),
+        // The send script checks the rate itself, in the same call.
+        message_limiter: None,
         directory: Arc::new(directory::RedisDirectory::new(redis, cache)),
     };
     Ok((engine, notices, tasks))
@@ -362,11 +358,15 @@ mod tests {
     }
 
     async fn node(prefix: &str, name: &str) -> Node {
+        node_with(testing::options(prefix, name)).await
+    }
+
+    async fn node_with(options: RedisOptions) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         let hub = Hub::new();
         let (engine, notices, tasks) =
-            start(testing::options(prefix, name), hub.clone(), store.clone(), fast(), Arc::new(|_| {})).await.unwrap();
+            start(options, hub.clone(), store.clone(), fast(), Arc::new(|_| {})).await.unwrap();
         Node { engine, notices, tasks, hub, store, _dir: dir }
     }
 
@@ -382,7 +382,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_log_passes_the_message_log_contract() {
         let (prefix, _guard) = testing::isolated();
-        let n = node(&prefix, "n1").await;
+        // The suite sends faster than a user may: the rate is the send script's, tested below.
+        let mut options = testing::options(&prefix, "n1");
+        options.messages_per_second = 1000;
+        options.message_burst = 1000;
+        let n = node_with(options).await;
         let bus = n.engine.bus.clone();
         let watch = move |user: String| {
             let bus = bus.clone();
@@ -438,13 +442,26 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis_presence_typing_and_limits_pass_their_contracts() {
+    async fn redis_presence_and_typing_pass_their_contracts() {
         let (prefix, _guard) = testing::isolated();
         let mut n = node(&prefix, "n1").await;
         contract_tests::presence_suite(n.engine.presence.as_ref(), &mut n.notices, fast().presence_grace * 2).await;
         contract_tests::typing_suite(n.engine.typing.as_ref(), &mut n.notices, fast().typing_ttl * 2).await;
-        contract_tests::rate_limiter_suite(n.engine.message_limiter.as_ref(), 20).await;
         finish(&[&n], &prefix).await;
+    }
+
+    fn rate_test_send(chat: &str, sender: &str, client_msg_id: &str) -> AppendRequest {
+        AppendRequest {
+            chat_id: chat.to_owned(),
+            sender_id: sender.to_owned(),
+            sender_type: crate::model::SenderType::User,
+            kind: Default::default(),
+            content: "x".into(),
+            attachment: None,
+            client_msg_id: client_msg_id.to_owned(),
+            recipients: vec![],
+            origin: None,
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,11 +475,15 @@ mod tests {
         a.engine.presence.disconnected(&user).await.unwrap();
         tokio::time::sleep(fast().presence_grace * 3).await;
         assert_eq!(b.engine.presence.online(std::slice::from_ref(&user)).await.unwrap(), vec![true]);
-        // The allowance is shared: a burst spent on one node is spent on the other.
-        for _ in 0..20 {
-            assert!(a.engine.message_limiter.check(&user).await.unwrap().is_ok());
+        // The send script's allowance is shared: a burst spent on one node is spent on the other.
+        let chat = crate::model::ids::new_object_id();
+        for i in 0..20 {
+            a.engine.log.append(rate_test_send(&chat, &user, &format!("m{i}"))).await.unwrap();
         }
-        assert!(b.engine.message_limiter.check(&user).await.unwrap().is_err());
+        let refused = b.engine.log.append(rate_test_send(&chat, &user, "over")).await.unwrap_err();
+        assert!(matches!(refused, EngineError::RateLimited(retry) if retry <= Duration::from_secs(1)), "{refused}");
+        let other = crate::model::ids::new_object_id();
+        b.engine.log.append(rate_test_send(&other, &other, "m0")).await.expect("senders are independent");
         b.engine.presence.disconnected(&user).await.unwrap();
         // Whichever node sweeps first announces it, once.
         let offline = tokio::time::timeout(Duration::from_secs(3), async {
