@@ -7,6 +7,9 @@ import { asChatError, ChatError } from "./errors.js";
 
 // setTimeout's longest delay (about 24.8 days); a later expiry is re-armed when it fires.
 const MAX_TIMER_MS = 2 ** 31 - 1;
+// socket → its expiry timer. Not in socket.data, which the Redis adapter serializes to answer
+// another node's fetchSockets (a timer does not serialize).
+const expiries = new WeakMap();
 
 export const userRoom = (userId) => `user:${userId}`;
 const chatRoom = (chatId) => `chat:${chatId}`;
@@ -36,7 +39,7 @@ export function attachSockets(io, chats, verifier, leewaySeconds) {
   io.on("connection", (socket) => {
     socket.join(userRoom(socket.data.caller.userId));
     armExpiry(socket, leewaySeconds);
-    socket.on("disconnect", () => clearTimeout(socket.data.expiry));
+    socket.on("disconnect", () => clearTimeout(expiries.get(socket)));
 
     handle(socket, "join_chat", (body) =>
       after(chats.join(socket.data.caller, body), (joined) => {
@@ -98,15 +101,15 @@ function after(value, then) {
 // Ends the session when its token expires (after the clock leeway): an `error` event with code
 // token_expired, then a Socket.IO DISCONNECT so the client does not reconnect by itself.
 function armExpiry(socket, leewaySeconds) {
-  clearTimeout(socket.data.expiry);
+  clearTimeout(expiries.get(socket));
   const due = (socket.data.caller.exp + leewaySeconds) * 1000;
   const fire = () => {
     if (Date.now() < due) {
-      socket.data.expiry = setTimeout(fire, Math.min(due - Date.now(), MAX_TIMER_MS));
+      expiries.set(socket, setTimeout(fire, Math.min(due - Date.now(), MAX_TIMER_MS)));
       return;
     }
     socket.emit("error", { code: "token_expired", message: "the token has expired" });
     socket.disconnect(true);
   };
-  socket.data.expiry = setTimeout(fire, Math.min(Math.max(due - Date.now(), 0), MAX_TIMER_MS));
+  expiries.set(socket, setTimeout(fire, Math.min(Math.max(due - Date.now(), 0), MAX_TIMER_MS)));
 }
