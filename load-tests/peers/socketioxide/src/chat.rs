@@ -229,16 +229,10 @@ impl ChatService {
     pub fn put_enrollment(&self, caller: &Caller, user_id: &str, course_id: &str) -> Result<Enrollment, ChatError> {
         check_put_enrollment(caller, user_id, course_id)?;
         let mut directory = write(&self.directory);
-        let enrollment = directory
-            .enrollments
-            .entry(user_id.to_owned())
-            .or_default()
-            .entry(course_id.to_owned())
-            .or_insert_with(|| Enrollment {
-                user_id: user_id.to_owned(),
-                course_id: course_id.to_owned(),
-                purchased_at: now(),
-            });
+        let enrollment =
+            directory.enrollments.entry(user_id.to_owned()).or_default().entry(course_id.to_owned()).or_insert_with(
+                || Enrollment { user_id: user_id.to_owned(), course_id: course_id.to_owned(), purchased_at: now() },
+            );
         Ok(enrollment.clone())
     }
 
@@ -390,7 +384,10 @@ impl ChatService {
             id: chat.id.clone(),
             course: CourseRef {
                 id: chat.course_id.clone(),
-                title: directory.courses.get(&chat.course_id).map_or_else(|| chat.course_id.clone(), |c| c.title.clone()),
+                title: directory
+                    .courses
+                    .get(&chat.course_id)
+                    .map_or_else(|| chat.course_id.clone(), |c| c.title.clone()),
             },
             participants: [participant(&chat.student_id, Role::User, 0), participant(&chat.tutor_id, Role::Tutor, 1)],
             last_message: log.messages.last().cloned(),
@@ -434,7 +431,11 @@ pub fn check_put_enrollment(caller: &Caller, user_id: &str, course_id: &str) -> 
 }
 
 /// POST /api/chats: (student, tutor) of the chat the caller asks for.
-pub fn chat_sides<'a>(caller: &'a Caller, participant_id: &'a str, course_id: &str) -> Result<(&'a str, &'a str), ChatError> {
+pub fn chat_sides<'a>(
+    caller: &'a Caller,
+    participant_id: &'a str,
+    course_id: &str,
+) -> Result<(&'a str, &'a str), ChatError> {
     if !is_valid_id(participant_id) || !is_valid_id(course_id) {
         return Err(ChatError::InvalidPayload("participantId and courseId must be valid ids".into()));
     }
@@ -490,9 +491,8 @@ fn check_content(content: &str, max_chars: usize) -> Result<(), ChatError> {
 
 /// RFC 3339 UTC with milliseconds, as the contract's `createdAt`.
 pub fn now() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
 }
 

@@ -209,7 +209,8 @@ impl RedisChatService {
         chat::check_put_course(caller, &course)?;
         let key = self.key(&["course:", &course.id]);
         let tutors = format!("{key}:tutors");
-        let tutor_ids = serde_json::to_string(&course.tutor_ids).map_err(|e| ChatError::InvalidPayload(e.to_string()))?;
+        let tutor_ids =
+            serde_json::to_string(&course.tutor_ids).map_err(|e| ChatError::InvalidPayload(e.to_string()))?;
         let mut tx = redis::pipe();
         tx.atomic()
             .hset_multiple(&key, &[("title", course.title.as_str()), ("tutorIds", tutor_ids.as_str())])
@@ -223,7 +224,12 @@ impl RedisChatService {
         Ok(course)
     }
 
-    pub async fn put_enrollment(&self, caller: &Caller, user_id: &str, course_id: &str) -> Result<Enrollment, ChatError> {
+    pub async fn put_enrollment(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        course_id: &str,
+    ) -> Result<Enrollment, ChatError> {
         chat::check_put_enrollment(caller, user_id, course_id)?;
         let key = self.key(&["enrollments:", user_id]);
         let (purchased_at,): (String,) = redis::pipe()
@@ -294,7 +300,8 @@ impl RedisChatService {
         let (enrolled, tutor, seq, last, hash, student_name, tutor_name, title, entries): JoinReads =
             batch.query_async(&mut self.con()).await.map_err(unavailable)?;
         check_access((enrolled, tutor), &chat.course_id, &chat.tutor_id)?;
-        let view = self.view(&caller.user_id, &chat, (seq, last, hash, student_name, tutor_name, title), presence).await?;
+        let view =
+            self.view(&caller.user_id, &chat, (seq, last, hash, student_name, tutor_name, title), presence).await?;
         let (mut missed, mut has_more) = (Vec::new(), false);
         if last_seq.is_some() {
             has_more = entries.len() > MAX_MISSED;
@@ -322,7 +329,8 @@ impl RedisChatService {
             .arg(1_000_000 / u64::from(self.limits.message_rate.get()))
             .arg(self.limits.message_burst.get());
         self.access(&mut batch, &chat.student_id, &chat.tutor_id, &chat.course_id);
-        let (wait, enrolled, tutor): (u64, bool, bool) = batch.query_async(&mut self.con()).await.map_err(unavailable)?;
+        let (wait, enrolled, tutor): (u64, bool, bool) =
+            batch.query_async(&mut self.con()).await.map_err(unavailable)?;
         if wait > 0 {
             return Err(ChatError::RateLimited(wait.div_ceil(1_000_000).max(1)));
         }
@@ -473,7 +481,14 @@ impl RedisChatService {
 type Entry = (String, Vec<String>);
 
 /// seq, the last entry, (updatedAt, the two read cursors), the two names, the course title.
-type ViewReads = (Option<u64>, Vec<Entry>, (Option<String>, Option<u64>, Option<u64>), Option<String>, Option<String>, Option<String>);
+type ViewReads = (
+    Option<u64>,
+    Vec<Entry>,
+    (Option<String>, Option<u64>, Option<u64>),
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 type JoinReads = (
     bool,

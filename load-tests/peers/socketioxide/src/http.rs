@@ -143,9 +143,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ChatError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ChatError> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ChatError::TooLarge(format!("body: {e}")))?;
+        let bytes =
+            axum::body::Bytes::from_request(req, state).await.map_err(|e| ChatError::TooLarge(format!("body: {e}")))?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ChatError::InvalidPayload(e.to_string()))
     }
 }

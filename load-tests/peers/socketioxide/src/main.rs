@@ -73,7 +73,12 @@ impl Chats {
         }
     }
 
-    pub async fn put_enrollment(&self, caller: &Caller, user_id: &str, course_id: &str) -> Result<Enrollment, ChatError> {
+    pub async fn put_enrollment(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        course_id: &str,
+    ) -> Result<Enrollment, ChatError> {
         match self {
             Chats::Memory(c) => c.put_enrollment(caller, user_id, course_id),
             Chats::Redis(c) => c.put_enrollment(caller, user_id, course_id).await,
@@ -163,10 +168,7 @@ async fn serve<A: Adapter>(
     let listener = tokio::net::TcpListener::bind((host, port)).await.map_err(|e| format!("bind {host}:{port}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!("peer-socketioxide{mode} listening on {local}");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stopped())
-        .await
-        .map_err(|e| format!("serve: {e}"))
+    axum::serve(listener, router).with_graceful_shutdown(stopped()).await.map_err(|e| format!("serve: {e}"))
 }
 
 /// `--port` / `PORT` (default 8080) and `--host` / `HOST` (default 127.0.0.1).
