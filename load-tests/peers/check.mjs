@@ -3,6 +3,11 @@
 // fan-out without the sending socket, seq, join with lastSeq. Runs against coursechat too.
 //
 //   CHAT_JWT_SECRET=secret node load-tests/peers/check.mjs http://127.0.0.1:8080
+//   CHAT_JWT_SECRET=secret node load-tests/peers/check.mjs http://127.0.0.1:8081 http://127.0.0.1:8082
+//
+// With a second URL (another node of the same cluster) the second socket of each user, the
+// repeated POST /api/chats and every other send of the burst go to it, so the fan-out, the shared
+// directory, dedupe and the rate limit are checked across nodes.
 //
 // Uses the Node peer's node_modules (ws, jsonwebtoken): run `npm ci` in peers/node first.
 // Prints one line per check and `N passed, N failed`; exits 1 on a failure.
@@ -14,6 +19,7 @@ const WebSocket = require("ws");
 const jwt = require("jsonwebtoken");
 
 const base = process.argv[2] ?? "http://127.0.0.1:8080";
+const other = process.argv[3] ?? base;
 const secret = process.env.CHAT_JWT_SECRET ?? "secret";
 const run = `ck${Math.random().toString(36).slice(2, 8)}`;
 const exp = Math.floor(Date.now() / 1000) + 600;
@@ -27,8 +33,8 @@ function check(name, ok, detail = "") {
   console.log(`${ok ? "ok  " : "FAIL"} ${name}${ok ? "" : `  ${detail}`}`);
 }
 
-async function rest(method, path, tok, body) {
-  const res = await fetch(base + path, {
+async function rest(method, path, tok, body, at = base) {
+  const res = await fetch(at + path, {
     method,
     headers: { "content-type": "application/json", ...(tok ? { authorization: `Bearer ${tok}` } : {}) },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -45,11 +51,11 @@ async function rest(method, path, tok, body) {
 
 // A raw Engine.IO/Socket.IO websocket client: `connect()` resolves with the CONNECT answer.
 class Client {
-  constructor(tok) {
+  constructor(tok, at = base) {
     this.events = [];
     this.acks = new Map();
     this.nextAck = 1;
-    this.ws = new WebSocket(`${base.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`);
+    this.ws = new WebSocket(`${at.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`);
     this.closed = new Promise((resolve) => this.ws.on("close", resolve));
     this.answer = new Promise((resolve) => {
       this.ws.on("message", (raw) => {
@@ -109,7 +115,7 @@ check("POST /api/chats with a non-tutor is 403 not_tutor", r.status === 403 && r
 r = await rest("POST", "/api/chats", token(student, "user"), { participantId: tutor, courseId: course });
 check("POST /api/chats creates: 201 {chat}", r.status === 201 && /^[0-9a-f]{24}$/.test(r.json.chat?.id ?? ""), JSON.stringify(r));
 const chatId = r.json.chat.id;
-r = await rest("POST", "/api/chats", token(student, "user"), { participantId: tutor, courseId: course });
+r = await rest("POST", "/api/chats", token(student, "user"), { participantId: tutor, courseId: course }, other);
 check("POST /api/chats again: 200, the same chat", r.status === 200 && r.json.chat?.id === chatId, JSON.stringify(r));
 
 const refused = new Client("not-a-token");
@@ -121,9 +127,9 @@ check("  ... and the server closes the connection", closedInTime);
 refused.close();
 
 const s1 = new Client(token(student, "user"));
-const s2 = new Client(token(student, "user"));
+const s2 = new Client(token(student, "user"), other);
 const t1 = new Client(token(tutor, "tutor"));
-const t2 = new Client(token(tutor, "tutor"));
+const t2 = new Client(token(tutor, "tutor"), other);
 const x1 = new Client(token(outsider, "user"));
 await Promise.all([s1.answer, s2.answer, t1.answer, t2.answer, x1.answer]);
 
@@ -163,7 +169,7 @@ check("join_chat {lastSeq: 1} returns the message after it", r.missed?.map((x) =
 
 let limited = 0;
 for (let i = 0; i < 30; i++) {
-  const a = await s2.emit("send_message", { chatId, clientMsgId: `burst${i}`, content: "burst" });
+  const a = await (i % 2 ? s1 : s2).emit("send_message", { chatId, clientMsgId: `burst${i}`, content: "burst" });
   if (a.error?.code === "rate_limited") limited++;
 }
 check("30 sends at once from one user: some are rate_limited (10/s, burst 20)", limited >= 5 && limited <= 15, `${limited} limited`);

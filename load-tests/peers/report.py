@@ -6,6 +6,12 @@ plots. Standard library only (the SVG is written by hand).
                 --tick HZ --cpu-seconds S --cpu-window 0|1
   report.py rss --server S --rss-kb R0 R1 R2 R3 --sockets N1 N2
   report.py render --rows compare.jsonl --out DIR --command "..."
+
+Cluster mode (compare.sh with CLUSTER=1): the same row, plus the Redis server's counters at the
+start and end of the window (`INFO commandstats` and `INFO cpu`, as redis-cli prints them):
+
+  report.py cluster-row (the row's flags) --redis-before F --redis-after F --redis-ticks T
+  report.py cluster-render --rows cluster.jsonl --out DIR --command "..."
 """
 
 import argparse
@@ -24,7 +30,11 @@ COLOUR = {"coursechat": "#1f77b4", "node": "#2ca02c", "socketioxide": "#d62728"}
 
 
 def row(a):
-    out = {"kind": "rate", "server": a.server, "rate": a.rate, "pairs": a.pairs, "sockets": 2 * a.pairs}
+    print(json.dumps(row_fields(a, {"kind": "rate"})))
+
+
+def row_fields(a, out):
+    out.update(server=a.server, rate=a.rate, pairs=a.pairs, sockets=2 * a.pairs)
     try:
         with open(a.summary) as f:
             s = json.load(f)
@@ -32,8 +42,7 @@ def row(a):
         with open(a.stderr) as f:
             lines = [l.strip() for l in f if l.strip()]
         out["failed"] = lines[-1] if lines else "generator printed nothing"
-        print(json.dumps(out))
-        return
+        return out
     m, d = s["messages"], s["send_to_deliver"]
     cpu_ms = a.cpu_ticks * 1000.0 / a.tick
     out.update(
@@ -61,7 +70,127 @@ def row(a):
         other_cores=max(a.other_ticks, 0) / a.tick / a.cpu_seconds if a.cpu_seconds > 0 and a.load_ticks >= 0
         else None,
     )
+    return out
+
+
+def redis_info(path):
+    """{command: (calls, usec)} from INFO commandstats, and used_cpu_user + used_cpu_sys (s)."""
+    commands, cpu = {}, 0.0
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("cmdstat_"):
+                name, _, rest = line[len("cmdstat_"):].partition(":")
+                kv = dict(p.split("=", 1) for p in rest.split(","))
+                commands[name] = (int(kv["calls"]), int(kv["usec"]))
+            elif line.startswith(("used_cpu_user:", "used_cpu_sys:")):
+                cpu += float(line.split(":", 1)[1])
+    return commands, cpu
+
+
+# Commands compare.sh itself sends to Redis to measure it, left out of the sums.
+OWN_COMMANDS = {"info", "ping", "config|resetstat", "shutdown"}
+
+
+def cluster_row(a):
+    out = row_fields(a, {"kind": "cluster"})
+    if "failed" not in out:
+        (before, cpu0), (after, cpu1) = redis_info(a.redis_before), redis_info(a.redis_after)
+        delta = {}
+        for name, (calls, usec) in after.items():
+            c0, u0 = before.get(name, (0, 0))
+            if name not in OWN_COMMANDS and calls > c0:
+                delta[name] = (calls - c0, usec - u0)
+        # Messages sent in the window, as the generator counted them.
+        with open(a.summary) as f:
+            sent = json.load(f)["messages"]["sent"]
+        calls = sum(c for c, _ in delta.values())
+        usec = sum(u for _, u in delta.values())
+        out.update(
+            messages_sent=sent,
+            redis_calls=calls,
+            redis_usec=usec,
+            redis_cpu_s=cpu1 - cpu0,
+            redis_calls_per_message=calls / sent if sent else None,
+            redis_usec_per_message=usec / sent if sent else None,
+            redis_cpu_us_per_message=(cpu1 - cpu0) * 1e6 / sent if sent else None,
+            redis_cores=a.redis_ticks / a.tick / a.cpu_seconds if a.cpu_seconds > 0 and a.redis_ticks >= 0 else None,
+            redis_commands={k: {"calls": c, "usec": u} for k, (c, u) in sorted(delta.items(), key=lambda kv: -kv[1][0])},
+        )
     print(json.dumps(out))
+
+
+def cluster_render(a):
+    with open(a.rows) as f:
+        rows = [json.loads(l) for l in f if l.strip()]
+    rows = [r for r in rows if r["kind"] == "cluster"]
+    base = {r["rate"]: r for r in rows if r["server"] == "coursechat" and "failed" not in r}
+    rows.sort(key=lambda r: (r["rate"], ORDER.index(r["server"])))
+    lines = ["| server (2 nodes) | offered msg/s | sockets | sent/s | delivered/s | send→deliver p99 ms | "
+             "CPU-ms per delivery (both nodes) | Redis µs per message (commandstats) | Redis CPU µs per message | "
+             "Redis commands per message | p99 vs coursechat | CPU vs coursechat | Redis µs vs coursechat | "
+             "Redis CPU vs coursechat | cores: nodes / redis / load / other | errors |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        if "failed" in r:
+            lines.append(f"| {r['server']} | {r['rate']} | {r['sockets']} |" + " – |" * 12 +
+                         f" run failed: {r['failed'][:80]} |")
+            continue
+        b = base.get(r["rate"], {})
+        problems = [f"{k} {v}" for k, v in sorted(r["error_kinds"].items())]
+        if r["unanswered"] or r["undelivered"] or r["seq_gaps"] or r["seq_repeats"]:
+            problems.append(f"{r['unanswered']:,} unanswered after the drain, {r['undelivered']} undelivered, "
+                            f"seq gaps {r['seq_gaps']}, repeats {r['seq_repeats']}")
+        errs = "; ".join(problems) or "none"
+        cpu = fmt(r["cpu_ms_per_delivery"], 4) + ("" if r["cpu_window"] else " (whole run)")
+        lines.append(
+            f"| {r['server']} | {r['rate']} | {r['sockets']} | {fmt(r['sent_per_s'], 0)} | "
+            f"{fmt(r['delivered_per_s'], 0)} | {fmt(r['deliver_p99_ms'])} | {cpu} | "
+            f"{fmt(r['redis_usec_per_message'], 1)} | {fmt(r['redis_cpu_us_per_message'], 1)} | "
+            f"{fmt(r['redis_calls_per_message'], 2)} | "
+            f"{ratio(r['deliver_p99_ms'], b.get('deliver_p99_ms'))} | "
+            f"{ratio(r['cpu_ms_per_delivery'], b.get('cpu_ms_per_delivery'))} | "
+            f"{ratio(r['redis_usec_per_message'], b.get('redis_usec_per_message'))} | "
+            f"{ratio(r['redis_cpu_us_per_message'], b.get('redis_cpu_us_per_message'))} | "
+            f"{cluster_cores(r)} | {errs} |")
+    table = "\n".join(lines)
+
+    # What each server asks of Redis per message, at the highest rate each ran.
+    top = {}
+    for r in rows:
+        if "failed" not in r and r.get("messages_sent"):
+            top[r["server"]] = r
+    breakdown = []
+    for name in (n for n in ORDER if n in top):
+        r = top[name]
+        breakdown.append(f"**{name}** at {r['rate']} msg/s ({r['messages_sent']:,} messages sent in the window):\n")
+        breakdown.append("| command | calls per message | µs per call | µs per message |")
+        breakdown.append("| --- | ---: | ---: | ---: |")
+        for cmd, v in list(r["redis_commands"].items())[:14]:
+            breakdown.append(f"| `{cmd}` | {v['calls'] / r['messages_sent']:.2f} | {v['usec'] / v['calls']:.1f} | "
+                             f"{v['usec'] / r['messages_sent']:.1f} |")
+        breakdown.append("")
+    breakdown = "\n".join(breakdown)
+
+    print(table)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "cluster.md"), "w") as f:
+        f.write(f"# coursechat vs peers, two nodes each on one Redis\n\n`{a.command}`, {datetime.date.today()}, "
+                f"{machine()}\n\n")
+        f.write(table + "\n\n")
+        f.write("Redis µs per message is the `usec` of `INFO commandstats` summed over every command in the window "
+                "(a script's usec includes the commands it runs, which are counted again under their own names); "
+                "Redis CPU µs per message is the server's `used_cpu_user + used_cpu_sys` over the same window. "
+                "Both divided by the messages sent in the window.\n\n")
+        f.write(breakdown)
+
+
+def cluster_cores(r):
+    """Cores both nodes, Redis, the generator and everything else used over the window."""
+    if not r.get("cpu_window") or not r.get("cpu_seconds"):
+        return "–"
+    nodes = r["cpu_ms"] / 1000 / r["cpu_seconds"]
+    return f"{nodes:.2f} / {fmt(r.get('redis_cores'))} / {fmt(r.get('load_cores'))} / {fmt(r.get('other_cores'))}"
 
 
 def rss(a):
@@ -282,8 +411,16 @@ def main():
     d.add_argument("--rows", required=True)
     d.add_argument("--out", required=True)
     d.add_argument("--command", default="load-tests/compare.sh")
+    c = sub.add_parser("cluster-row", parents=[r], add_help=False)
+    c.add_argument("--redis-before", required=True)
+    c.add_argument("--redis-after", required=True)
+    c.add_argument("--redis-ticks", type=int, default=-1)
+    cr = sub.add_parser("cluster-render")
+    cr.add_argument("--rows", required=True)
+    cr.add_argument("--out", required=True)
+    cr.add_argument("--command", default="CLUSTER=1 load-tests/compare.sh")
     a = p.parse_args()
-    {"row": row, "rss": rss, "render": render}[a.cmd](a)
+    {"row": row, "rss": rss, "render": render, "cluster-row": cluster_row, "cluster-render": cluster_render}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Base URL of the server (plain http; the WebSocket goes to /socket.io/ on the same host).
+    /// A comma-separated list names the nodes of one cluster: the fixtures go to the first, and
+    /// each chat's student and tutor connect to different nodes (student i to node i mod n, its
+    /// tutor to the next one), so every delivery crosses between nodes.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
 
@@ -163,6 +166,22 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     Ok(Url { authority: format!("{host_part}:{port}"), host, port })
 }
 
+/// `--url` as a list of nodes (comma-separated, at least one, no repeats).
+pub fn parse_urls(urls: &str) -> Result<Vec<Url>, String> {
+    let mut nodes: Vec<Url> = Vec::new();
+    for part in urls.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("--url {urls:?}: an empty entry in the list"));
+        }
+        let url = parse_url(part)?;
+        if nodes.contains(&url) {
+            return Err(format!("--url {urls:?}: {} is listed twice", url.base()));
+        }
+        nodes.push(url);
+    }
+    Ok(nodes)
+}
+
 /// Whether `host` (no brackets) names this machine: `localhost`, 127.0.0.0/8 or ::1.
 pub fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -172,9 +191,10 @@ impl RunArgs {
     /// Checks that do not need the network. Returns warnings worth printing.
     pub fn validate(&self) -> Result<Vec<String>, String> {
         let mut warnings = Vec::new();
-        let url = parse_url(&self.url)?;
-        if !self.allow_remote && !is_loopback_host(&url.host) {
-            return Err(format!("--url host {:?} is not loopback; refusing without --allow-remote", url.host));
+        for url in parse_urls(&self.url)? {
+            if !self.allow_remote && !is_loopback_host(&url.host) {
+                return Err(format!("--url host {:?} is not loopback; refusing without --allow-remote", url.host));
+            }
         }
         if self.source_ip.is_some_and(|ip| !ip.is_loopback()) && !self.allow_remote {
             return Err("--source-ip must be a loopback address without --allow-remote".into());
@@ -269,6 +289,19 @@ mod tests {
         assert!(parse_url("127.0.0.1:8080").is_err());
         assert!(parse_url("http://127.0.0.1:8080/api").is_err());
         assert!(parse_url("http://u:p@127.0.0.1:8080").is_err());
+    }
+
+    #[test]
+    fn a_url_list_names_the_nodes_in_order() {
+        let nodes = parse_urls("http://127.0.0.1:9001, http://127.0.0.1:9002/").unwrap();
+        let bases: Vec<_> = nodes.iter().map(Url::base).collect();
+        assert_eq!(bases, ["http://127.0.0.1:9001", "http://127.0.0.1:9002"]);
+        assert_eq!(parse_urls("http://localhost:1").unwrap().len(), 1);
+        assert!(parse_urls("http://127.0.0.1:9001,").is_err());
+        assert!(parse_urls("http://127.0.0.1:9001,http://127.0.0.1:9001").is_err());
+        assert!(parse_urls("http://127.0.0.1:9001,ftp://127.0.0.1:9002").is_err());
+        assert!(args(&["--url", "http://127.0.0.1:1,http://10.1.2.3:2"]).validate().is_err());
+        assert!(args(&["--url", "http://127.0.0.1:1,http://127.0.0.2:2"]).validate().is_ok());
     }
 
     #[test]

@@ -56,6 +56,19 @@ impl Plan {
     pub fn tutor_of(&self, i: usize) -> usize {
         i / self.per_tutor
     }
+
+    /// Which of `nodes` servers student `i` connects to: they take turns.
+    pub fn student_node(&self, i: usize, nodes: usize) -> usize {
+        i % nodes
+    }
+
+    /// Which of `nodes` servers tutor `t` connects to: the one after its first student's, so with
+    /// one student per tutor and two or more nodes the two sides of every chat are on different
+    /// nodes and each delivery goes through the cluster's bus. (With several students per tutor
+    /// some of them share the tutor's node.)
+    pub fn tutor_node(&self, t: usize, nodes: usize) -> usize {
+        (t * self.per_tutor + 1) % nodes
+    }
 }
 
 /// Whether `prefix` can start a contract user id (`[A-Za-z0-9_-]`, 1..=[`MAX_PREFIX`]).
@@ -103,6 +116,22 @@ mod tests {
         let p = Plan { prefix: "x".repeat(MAX_PREFIX), shard: u32::MAX, students: 1, per_tutor: 1 };
         assert!(p.student_id(99_999_999).len() <= 64);
         assert!(p.admin_id().len() <= 64);
+    }
+
+    #[test]
+    fn each_pair_is_split_across_nodes() {
+        let p = plan(6, 1);
+        for i in 0..6 {
+            assert_eq!(p.student_node(i, 2), i % 2);
+            assert_eq!(p.tutor_node(p.tutor_of(i), 2), (i + 1) % 2);
+            assert_ne!(p.student_node(i, 3), p.tutor_node(p.tutor_of(i), 3));
+        }
+        // One node: everything on it.
+        assert!((0..6).all(|i| p.student_node(i, 1) == 0 && p.tutor_node(i, 1) == 0));
+        // Several students per tutor: the tutor follows its first student.
+        let shared = plan(4, 2);
+        assert_eq!((0..2).map(|t| shared.tutor_node(t, 2)).collect::<Vec<_>>(), vec![1, 1]);
+        assert_eq!((0..4).map(|i| shared.student_node(i, 2)).collect::<Vec<_>>(), vec![0, 1, 0, 1]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cli::{parse_url, RunArgs};
+use crate::cli::{parse_urls, RunArgs, Url};
 use crate::connection::Target;
 use crate::fixtures::{self, Tokens};
 use crate::plan::{self, Plan};
@@ -49,7 +49,8 @@ pub async fn run(args: RunArgs) -> Result<Summary, Error> {
     for warning in args.validate()? {
         note!("warning: {warning}");
     }
-    let url = parse_url(&args.url)?;
+    let nodes = parse_urls(&args.url)?;
+    let bases = nodes.iter().map(Url::base).collect::<Vec<_>>().join(",");
     let plan = Plan {
         prefix: args.prefix.clone().unwrap_or_else(|| format!("lt{}", Alphanumeric.sample_string(&mut rand::rng(), 6))),
         shard: args.shard,
@@ -58,20 +59,29 @@ pub async fn run(args: RunArgs) -> Result<Summary, Error> {
     };
     check_open_files(plan.sockets() as u64 + args.http_concurrency as u64 + SPARE_FILES)?;
 
-    let addr = tokio::net::lookup_host(&url.authority)
-        .await
-        .map_err(|e| format!("cannot resolve {}: {e}", url.authority))?
-        .find(|a| args.allow_remote || a.ip().is_loopback())
-        .ok_or_else(|| format!("{} resolves to no loopback address", url.authority))?;
+    // Every node resolved once (no DNS per socket).
+    let mut addrs = Vec::with_capacity(nodes.len());
+    for url in &nodes {
+        let addr = tokio::net::lookup_host(&url.authority)
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", url.authority))?
+            .find(|a| args.allow_remote || a.ip().is_loopback())
+            .ok_or_else(|| format!("{} resolves to no loopback address", url.authority))?;
+        addrs.push(addr);
+    }
+    let against = nodes.iter().zip(&addrs).map(|(u, a)| format!("{} ({a})", u.base())).collect::<Vec<_>>();
     note!(
-        "{} students, {} tutors ({} sockets) against {} ({addr}); prefix {} shard {}",
+        "{} students, {} tutors ({} sockets) against {}; prefix {} shard {}",
         plan.students,
         plan.tutors(),
         plan.sockets(),
-        url.base(),
+        against.join(", "),
         plan.prefix,
         plan.shard
     );
+    if nodes.len() > 1 {
+        note!("{} nodes: fixtures through the first; each chat's student and tutor on different nodes", nodes.len());
+    }
 
     // Tokens outlive the longest possible run by an hour.
     let planned = plan.sockets() as f64 / args.connect_rate
@@ -83,8 +93,9 @@ pub async fn run(args: RunArgs) -> Result<Summary, Error> {
     let minter = Minter::new(secret.as_bytes(), unix_now().as_secs(), planned.ceil() as u64 + 3600);
     let tokens = mint_all(&minter, &plan)?;
 
-    // 1. Fixtures.
-    let rest = Rest::new(&url.base(), args.source_ip);
+    // 1. Fixtures (all through the first node: the others see them through the cluster's
+    // shared state, as they would behind a balancer).
+    let rest = Rest::new(&nodes[0].base(), args.source_ip);
     let fixtures = fixtures::set_up(&rest, &plan, &tokens, args.http_concurrency).await?;
     note!(
         "fixtures ready in {:.2} s ({} chats created, {} existing)",
@@ -99,13 +110,20 @@ pub async fn run(args: RunArgs) -> Result<Summary, Error> {
     // 2. Connect.
     let stats = Arc::new(Stats::new());
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
+    let targets: Vec<Arc<Target>> = nodes
+        .iter()
+        .zip(&addrs)
+        .map(|(url, &addr)| {
+            Arc::new(Target {
+                addr,
+                authority: url.authority.clone(),
+                source_ip: args.source_ip,
+                origin: args.origin.clone(),
+            })
+        })
+        .collect();
     let shared = Shared {
-        target: Arc::new(Target {
-            addr,
-            authority: url.authority.clone(),
-            source_ip: args.source_ip,
-            origin: args.origin.clone(),
-        }),
+        target: targets[0].clone(),
         stats: stats.clone(),
         phase: phase_rx,
         nonce: Alphanumeric.sample_string(&mut rand::rng(), 10).into(),
@@ -116,27 +134,29 @@ pub async fn run(args: RunArgs) -> Result<Summary, Error> {
     let mut interrupts = spawn_interrupts();
     let mut stopped_early = false;
 
-    let mut parts: Vec<(Part, Arc<str>)> = Vec::with_capacity(plan.sockets());
+    // (what the socket does, its token, the node it connects to)
+    let mut parts: Vec<(Part, Arc<str>, usize)> = Vec::with_capacity(plan.sockets());
     // Tutors first, so that every chat has its receiver before its student appears.
     for t in 0..plan.tutors() {
-        parts.push((Part::Tutor, tokens.tutors[t].clone()));
+        parts.push((Part::Tutor, tokens.tutors[t].clone(), plan.tutor_node(t, nodes.len())));
     }
     for (i, chat_id) in fixtures.chat_ids.iter().enumerate() {
         parts.push((
             Part::Student { index: i, chat_id: chat_id.clone(), schedule: plan::schedule(i, plan.students, args.rate) },
             tokens.students[i].clone(),
+            plan.student_node(i, nodes.len()),
         ));
     }
     let connect_started = Instant::now();
     let mut sockets = JoinSet::new();
     let mut attempted = 0u64;
-    for (k, (part, token)) in parts.into_iter().enumerate() {
+    for (k, (part, token, node)) in parts.into_iter().enumerate() {
         let due = connect_started + Duration::from_secs_f64(k as f64 / args.connect_rate);
         tokio::select! {
             _ = tokio::time::sleep_until(due.into()) => {}
             _ = interrupts.wait_for(|n| *n >= 1) => { stopped_early = true; break; }
         }
-        sockets.spawn(socket::run(part, token, shared.clone()));
+        sockets.spawn(socket::run(part, token, Shared { target: targets[node].clone(), ..shared.clone() }));
         attempted += 1;
     }
     // Every socket ends its setup within its own timeouts; this bound is only a backstop.
@@ -188,8 +208,7 @@ pub async fn run(args: RunArgs) -> Result<Summary, Error> {
     }
 
     // 5. Close.
-    let summary =
-        build_summary(&args, &url.base(), &plan, &fixtures, &stats, attempted, connect_seconds, stopped_early);
+    let summary = build_summary(&args, &bases, &plan, &fixtures, &stats, attempted, connect_seconds, stopped_early);
     phase_tx.send_replace(Phase::Closing);
     let _ = tokio::time::timeout(CLOSE_GRACE, async { while sockets.join_next().await.is_some() {} }).await;
     sockets.abort_all();

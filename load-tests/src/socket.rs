@@ -51,6 +51,7 @@ pub enum Part {
 /// Everything a socket task needs, shared by all of them.
 #[derive(Clone)]
 pub struct Shared {
+    /// The node this socket connects to (one of `--url`'s list).
     pub target: Arc<Target>,
     pub stats: Arc<Stats>,
     pub phase: watch::Receiver<Phase>,

@@ -13,7 +13,7 @@ import { ChatError } from "./errors.js";
 // Control characters other than \n and \t (Rust's char::is_control: Cc, U+0000..1F and U+007F..9F).
 const FORBIDDEN_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
 // At most this many messages in a join's `missed` (CONTRACT: join_chat).
-const MAX_MISSED = 500;
+export const MAX_MISSED = 500;
 
 export class ChatService {
   // `limits`: {maxContentChars, messageRate, messageBurst}; `isOnline(userId)`: presence from the
@@ -49,32 +49,21 @@ export class ChatService {
   // --- admin API -------------------------------------------------------------------------------
 
   putUser(caller, id, body) {
-    requireAdmin(caller);
-    if (!isValidId(id)) throw new ChatError("invalid_payload", "invalid user id");
-    checkName(body?.name);
-    if (!["user", "tutor", "admin"].includes(body.role)) throw new ChatError("invalid_payload", "unknown role");
+    checkPutUser(caller, id, body);
     const user = { id, name: body.name, role: body.role };
     this.users.set(id, user);
     return user;
   }
 
   putCourse(caller, id, body) {
-    requireAdmin(caller);
-    if (!isValidId(id)) throw new ChatError("invalid_payload", "invalid course id");
-    checkName(body?.title);
-    if (!Array.isArray(body.tutorIds) || !body.tutorIds.every(isValidId)) {
-      throw new ChatError("invalid_payload", "tutorIds must be a list of user ids");
-    }
+    checkPutCourse(caller, id, body);
     const course = { id, title: body.title, tutorIds: [...body.tutorIds] };
     this.courses.set(id, course);
     return course;
   }
 
   putEnrollment(caller, body) {
-    requireAdmin(caller);
-    if (!isValidId(body?.userId) || !isValidId(body?.courseId)) {
-      throw new ChatError("invalid_payload", "userId and courseId must be valid ids");
-    }
+    checkPutEnrollment(caller, body);
     const key = `${body.userId}\n${body.courseId}`;
     let enrollment = this.enrollments.get(key);
     if (!enrollment) {
@@ -88,16 +77,7 @@ export class ChatService {
 
   // POST /api/chats: {chat, created}.
   createChat(caller, body) {
-    const participantId = body?.participantId;
-    const courseId = body?.courseId;
-    if (!isValidId(participantId) || !isValidId(courseId)) {
-      throw new ChatError("invalid_payload", "participantId and courseId must be valid ids");
-    }
-    if (participantId === caller.userId) throw new ChatError("invalid_payload", "a chat needs another participant");
-    let studentId, tutorId;
-    if (caller.role === "user") [studentId, tutorId] = [caller.userId, participantId];
-    else if (caller.role === "tutor") [studentId, tutorId] = [participantId, caller.userId];
-    else throw new ChatError("forbidden", "admins do not take part in chats");
+    const { studentId, tutorId, courseId } = chatSides(caller, body);
     this.checkAccess(studentId, tutorId, courseId);
 
     const triple = `${studentId}\n${tutorId}\n${courseId}`;
@@ -132,9 +112,7 @@ export class ChatService {
     let missed = [];
     let hasMore = false;
     if (lastSeq !== undefined && lastSeq !== null) {
-      if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) {
-        throw new ChatError("invalid_payload", "lastSeq must be a non-negative integer");
-      }
+      checkLastSeq(lastSeq);
       missed = chat.messages.slice(lastSeq, lastSeq + MAX_MISSED);
       hasMore = chat.messages.length > lastSeq + MAX_MISSED;
     }
@@ -144,19 +122,8 @@ export class ChatService {
   // send_message: every check, then the append. Returns {message, fresh, chat}: `fresh` is false
   // for a repeated clientMsgId (the first message, nothing stored, nothing delivered).
   send(caller, body) {
-    if (body === null || typeof body !== "object") throw new ChatError("invalid_payload", "expected an object");
+    checkSendBody(body, this.limits.maxContentChars);
     const { chatId, clientMsgId, content } = body;
-    if (typeof clientMsgId !== "string" || clientMsgId.length === 0 || [...clientMsgId].length > 64) {
-      throw new ChatError("invalid_payload", "clientMsgId must be 1 to 64 characters");
-    }
-    if (body.attachmentId !== undefined) {
-      // This peer has no attachment upload, so no attachment id can be the caller's.
-      throw new ChatError("not_found", "attachment not found");
-    }
-    if (body.type !== undefined && body.type !== "text") {
-      throw new ChatError("invalid_payload", "image and file messages need an attachmentId");
-    }
-    checkContent(content, this.limits.maxContentChars);
     this.spendBudget(caller.userId);
     const chat = this.participantChat(caller, chatId);
     this.checkAccess(chat.studentId, chat.tutorId, chat.courseId);
@@ -251,11 +218,72 @@ export class ChatService {
   }
 }
 
+// The checks of a send_message body that need nothing but the body (the cluster mode shares them).
+export function checkSendBody(body, maxContentChars) {
+  if (body === null || typeof body !== "object") throw new ChatError("invalid_payload", "expected an object");
+  const { clientMsgId, content } = body;
+  if (typeof clientMsgId !== "string" || clientMsgId.length === 0 || [...clientMsgId].length > 64) {
+    throw new ChatError("invalid_payload", "clientMsgId must be 1 to 64 characters");
+  }
+  if (body.attachmentId !== undefined) {
+    // This peer has no attachment upload, so no attachment id can be the caller's.
+    throw new ChatError("not_found", "attachment not found");
+  }
+  if (body.type !== undefined && body.type !== "text") {
+    throw new ChatError("invalid_payload", "image and file messages need an attachmentId");
+  }
+  checkContent(content, maxContentChars);
+}
+
+// --- checks shared with the cluster mode (cluster.js) -----------------------------------------
+
+export function checkPutUser(caller, id, body) {
+  requireAdmin(caller);
+  if (!isValidId(id)) throw new ChatError("invalid_payload", "invalid user id");
+  checkName(body?.name);
+  if (!["user", "tutor", "admin"].includes(body.role)) throw new ChatError("invalid_payload", "unknown role");
+}
+
+export function checkPutCourse(caller, id, body) {
+  requireAdmin(caller);
+  if (!isValidId(id)) throw new ChatError("invalid_payload", "invalid course id");
+  checkName(body?.title);
+  if (!Array.isArray(body.tutorIds) || !body.tutorIds.every(isValidId)) {
+    throw new ChatError("invalid_payload", "tutorIds must be a list of user ids");
+  }
+}
+
+export function checkPutEnrollment(caller, body) {
+  requireAdmin(caller);
+  if (!isValidId(body?.userId) || !isValidId(body?.courseId)) {
+    throw new ChatError("invalid_payload", "userId and courseId must be valid ids");
+  }
+}
+
+// POST /api/chats {participantId, courseId}: who is the student and who the tutor.
+export function chatSides(caller, body) {
+  const participantId = body?.participantId;
+  const courseId = body?.courseId;
+  if (!isValidId(participantId) || !isValidId(courseId)) {
+    throw new ChatError("invalid_payload", "participantId and courseId must be valid ids");
+  }
+  if (participantId === caller.userId) throw new ChatError("invalid_payload", "a chat needs another participant");
+  if (caller.role === "user") return { studentId: caller.userId, tutorId: participantId, courseId };
+  if (caller.role === "tutor") return { studentId: participantId, tutorId: caller.userId, courseId };
+  throw new ChatError("forbidden", "admins do not take part in chats");
+}
+
+export function checkLastSeq(lastSeq) {
+  if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) {
+    throw new ChatError("invalid_payload", "lastSeq must be a non-negative integer");
+  }
+}
+
 function requireAdmin(caller) {
   if (caller.role !== "admin") throw new ChatError("forbidden", "the admin API needs an admin token");
 }
 
-function checkName(name) {
+export function checkName(name) {
   if (typeof name !== "string") throw new ChatError("invalid_payload", "names and titles are text");
   const length = codePoints(name.trim());
   if (length === 0 || length > 200 || /[\u0000-\u001f\u007f-\u009f]/.test(name)) {
@@ -278,6 +306,6 @@ function codePoints(s) {
   return /[\ud800-\udfff]/.test(s) ? [...s].length : s.length;
 }
 
-function now() {
+export function now() {
   return new Date().toISOString();
 }

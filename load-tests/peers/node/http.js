@@ -9,11 +9,12 @@ const MAX_BODY = 64 * 1024;
 
 export function restHandler(chats, verifier) {
   const routes = [
-    ["PUT", /^\/api\/admin\/users\/([^/]+)$/, (caller, body, [id]) => ({ user: chats.putUser(caller, id, body) })],
-    ["PUT", /^\/api\/admin\/courses\/([^/]+)$/, (caller, body, [id]) => ({ course: chats.putCourse(caller, id, body) })],
-    ["PUT", /^\/api\/admin\/enrollments$/, (caller, body) => ({ enrollment: chats.putEnrollment(caller, body) })],
-    ["POST", /^\/api\/chats$/, (caller, body) => {
-      const { chat, created } = chats.createChat(caller, body);
+    // Each may answer a promise (the cluster mode's rules are async).
+    ["PUT", /^\/api\/admin\/users\/([^/]+)$/, async (caller, body, [id]) => ({ user: await chats.putUser(caller, id, body) })],
+    ["PUT", /^\/api\/admin\/courses\/([^/]+)$/, async (caller, body, [id]) => ({ course: await chats.putCourse(caller, id, body) })],
+    ["PUT", /^\/api\/admin\/enrollments$/, async (caller, body) => ({ enrollment: await chats.putEnrollment(caller, body) })],
+    ["POST", /^\/api\/chats$/, async (caller, body) => {
+      const { chat, created } = await chats.createChat(caller, body);
       return [created ? 201 : 200, { chat }];
     }],
   ];
@@ -26,9 +27,9 @@ export function restHandler(chats, verifier) {
     try {
       if (!route) throw new ChatError("not_found", "no such route");
       const caller = verifier.verify(bearer(req));
-      chats.signIn(caller);
+      await chats.signIn(caller);
       const body = await readJson(req);
-      const answer = route[2](caller, body, params.slice(1).map(decodeURIComponent));
+      const answer = await route[2](caller, body, params.slice(1).map(decodeURIComponent));
       const [status, payload] = Array.isArray(answer) ? answer : [200, answer];
       send(res, status, payload);
     } catch (e) {

@@ -19,7 +19,7 @@ use crate::auth::{is_valid_id, Caller, Role};
 use crate::error::ChatError;
 
 /// Most messages in a join's `missed` (CONTRACT: join_chat).
-const MAX_MISSED: usize = 500;
+pub const MAX_MISSED: usize = 500;
 
 pub struct Limits {
     pub max_content_chars: usize,
@@ -99,42 +99,43 @@ impl Chat {
     }
 }
 
-/// What a caller sees of a chat (CONTRACT: GET /api/chats).
+/// What a caller sees of a chat (CONTRACT: GET /api/chats). `M` is how a message is held: the
+/// cluster mode keeps them as the JSON Redis holds.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ChatView {
-    id: String,
-    course: CourseRef,
-    participants: [Participant; 2],
-    last_message: Option<Arc<Message>>,
-    last_seq: u64,
-    unread: u64,
-    read_seq: u64,
-    created_at: String,
-    updated_at: String,
+pub struct ChatView<M = Arc<Message>> {
+    pub id: String,
+    pub course: CourseRef,
+    pub participants: [Participant; 2],
+    pub last_message: Option<M>,
+    pub last_seq: u64,
+    pub unread: u64,
+    pub read_seq: u64,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 #[derive(Serialize)]
-struct CourseRef {
-    id: String,
-    title: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Participant {
-    id: String,
-    name: String,
-    role: Role,
-    online: bool,
-    read_seq: u64,
+pub struct CourseRef {
+    pub id: String,
+    pub title: String,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Joined {
-    pub chat: ChatView,
-    pub missed: Vec<Arc<Message>>,
+pub struct Participant {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub online: bool,
+    pub read_seq: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Joined<M = Arc<Message>> {
+    pub chat: ChatView<M>,
+    pub missed: Vec<M>,
     pub has_more: bool,
 }
 
@@ -214,44 +215,24 @@ impl ChatService {
     // --- admin API ---------------------------------------------------------------------------
 
     pub fn put_user(&self, caller: &Caller, user: User) -> Result<User, ChatError> {
-        require_admin(caller)?;
-        if !is_valid_id(&user.id) {
-            return Err(ChatError::InvalidPayload("invalid user id".into()));
-        }
-        check_name(&user.name)?;
+        check_put_user(caller, &user)?;
         write(&self.directory).users.insert(user.id.clone(), user.clone());
         Ok(user)
     }
 
     pub fn put_course(&self, caller: &Caller, course: Course) -> Result<Course, ChatError> {
-        require_admin(caller)?;
-        if !is_valid_id(&course.id) {
-            return Err(ChatError::InvalidPayload("invalid course id".into()));
-        }
-        check_name(&course.title)?;
-        if let Some(bad) = course.tutor_ids.iter().find(|t| !is_valid_id(t)) {
-            return Err(ChatError::InvalidPayload(format!("invalid tutor id {bad:?}")));
-        }
+        check_put_course(caller, &course)?;
         write(&self.directory).courses.insert(course.id.clone(), course.clone());
         Ok(course)
     }
 
     pub fn put_enrollment(&self, caller: &Caller, user_id: &str, course_id: &str) -> Result<Enrollment, ChatError> {
-        require_admin(caller)?;
-        if !is_valid_id(user_id) || !is_valid_id(course_id) {
-            return Err(ChatError::InvalidPayload("userId and courseId must be valid ids".into()));
-        }
+        check_put_enrollment(caller, user_id, course_id)?;
         let mut directory = write(&self.directory);
-        let enrollment = directory
-            .enrollments
-            .entry(user_id.to_owned())
-            .or_default()
-            .entry(course_id.to_owned())
-            .or_insert_with(|| Enrollment {
-                user_id: user_id.to_owned(),
-                course_id: course_id.to_owned(),
-                purchased_at: now(),
-            });
+        let enrollment =
+            directory.enrollments.entry(user_id.to_owned()).or_default().entry(course_id.to_owned()).or_insert_with(
+                || Enrollment { user_id: user_id.to_owned(), course_id: course_id.to_owned(), purchased_at: now() },
+            );
         Ok(enrollment.clone())
     }
 
@@ -265,17 +246,7 @@ impl ChatService {
         course_id: &str,
         online: Online<'_>,
     ) -> Result<(ChatView, bool), ChatError> {
-        if !is_valid_id(participant_id) || !is_valid_id(course_id) {
-            return Err(ChatError::InvalidPayload("participantId and courseId must be valid ids".into()));
-        }
-        if participant_id == caller.user_id {
-            return Err(ChatError::InvalidPayload("a chat needs another participant".into()));
-        }
-        let (student, tutor) = match caller.role {
-            Role::User => (caller.user_id.as_str(), participant_id),
-            Role::Tutor => (participant_id, caller.user_id.as_str()),
-            Role::Admin => return Err(ChatError::Forbidden("admins do not take part in chats")),
-        };
+        let (student, tutor) = chat_sides(caller, participant_id, course_id)?;
         self.check_access(student, tutor, course_id)?;
         let (chat, created) = {
             let mut index = write(&self.chats);
@@ -338,11 +309,7 @@ impl ChatService {
         client_msg_id: String,
         content: String,
     ) -> Result<Sent, ChatError> {
-        let id_chars = client_msg_id.chars().count();
-        if id_chars == 0 || id_chars > 64 {
-            return Err(ChatError::InvalidPayload("clientMsgId must be 1 to 64 characters".into()));
-        }
-        check_content(&content, self.limits.max_content_chars)?;
+        check_send(&client_msg_id, &content, self.limits.max_content_chars)?;
         if let Err(not_until) = self.budgets.check_key(&caller.user_id) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             return Err(ChatError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64));
@@ -417,7 +384,10 @@ impl ChatService {
             id: chat.id.clone(),
             course: CourseRef {
                 id: chat.course_id.clone(),
-                title: directory.courses.get(&chat.course_id).map_or_else(|| chat.course_id.clone(), |c| c.title.clone()),
+                title: directory
+                    .courses
+                    .get(&chat.course_id)
+                    .map_or_else(|| chat.course_id.clone(), |c| c.title.clone()),
             },
             participants: [participant(&chat.student_id, Role::User, 0), participant(&chat.tutor_id, Role::Tutor, 1)],
             last_message: log.messages.last().cloned(),
@@ -428,6 +398,64 @@ impl ChatService {
             updated_at: log.updated_at.clone(),
         }
     }
+}
+
+// --- checks shared with the cluster mode (cluster.rs) ----------------------------------------
+
+pub fn check_put_user(caller: &Caller, user: &User) -> Result<(), ChatError> {
+    require_admin(caller)?;
+    if !is_valid_id(&user.id) {
+        return Err(ChatError::InvalidPayload("invalid user id".into()));
+    }
+    check_name(&user.name)
+}
+
+pub fn check_put_course(caller: &Caller, course: &Course) -> Result<(), ChatError> {
+    require_admin(caller)?;
+    if !is_valid_id(&course.id) {
+        return Err(ChatError::InvalidPayload("invalid course id".into()));
+    }
+    check_name(&course.title)?;
+    if let Some(bad) = course.tutor_ids.iter().find(|t| !is_valid_id(t)) {
+        return Err(ChatError::InvalidPayload(format!("invalid tutor id {bad:?}")));
+    }
+    Ok(())
+}
+
+pub fn check_put_enrollment(caller: &Caller, user_id: &str, course_id: &str) -> Result<(), ChatError> {
+    require_admin(caller)?;
+    if !is_valid_id(user_id) || !is_valid_id(course_id) {
+        return Err(ChatError::InvalidPayload("userId and courseId must be valid ids".into()));
+    }
+    Ok(())
+}
+
+/// POST /api/chats: (student, tutor) of the chat the caller asks for.
+pub fn chat_sides<'a>(
+    caller: &'a Caller,
+    participant_id: &'a str,
+    course_id: &str,
+) -> Result<(&'a str, &'a str), ChatError> {
+    if !is_valid_id(participant_id) || !is_valid_id(course_id) {
+        return Err(ChatError::InvalidPayload("participantId and courseId must be valid ids".into()));
+    }
+    if participant_id == caller.user_id {
+        return Err(ChatError::InvalidPayload("a chat needs another participant".into()));
+    }
+    match caller.role {
+        Role::User => Ok((caller.user_id.as_str(), participant_id)),
+        Role::Tutor => Ok((participant_id, caller.user_id.as_str())),
+        Role::Admin => Err(ChatError::Forbidden("admins do not take part in chats")),
+    }
+}
+
+/// The checks of a send that need nothing but its fields.
+pub fn check_send(client_msg_id: &str, content: &str, max_content_chars: usize) -> Result<(), ChatError> {
+    let id_chars = client_msg_id.chars().count();
+    if id_chars == 0 || id_chars > 64 {
+        return Err(ChatError::InvalidPayload("clientMsgId must be 1 to 64 characters".into()));
+    }
+    check_content(content, max_content_chars)
 }
 
 fn require_admin(caller: &Caller) -> Result<(), ChatError> {
@@ -462,10 +490,9 @@ fn check_content(content: &str, max_chars: usize) -> Result<(), ChatError> {
 }
 
 /// RFC 3339 UTC with milliseconds, as the contract's `createdAt`.
-fn now() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+pub fn now() -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
 }
 

@@ -30,6 +30,9 @@ pub enum ChatError {
     /// Seconds until the next send is allowed.
     #[error("too many messages")]
     RateLimited(u64),
+    /// Redis (cluster mode) did not answer or answered an error.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// `{code, message}`: inside `{"error": ...}` over HTTP, a failed ack and the `error` event.
@@ -52,6 +55,7 @@ impl ChatError {
             ChatError::NotFound(_) => "not_found",
             ChatError::TooLarge(_) => "too_large",
             ChatError::RateLimited(_) => "rate_limited",
+            ChatError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -63,6 +67,7 @@ impl ChatError {
             ChatError::NotFound(_) => StatusCode::NOT_FOUND,
             ChatError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ChatError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ChatError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

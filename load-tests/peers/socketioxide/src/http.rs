@@ -9,27 +9,33 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use socketioxide::adapter::Adapter;
 use socketioxide::SocketIo;
 
 use crate::auth::{Caller, Role};
 use crate::chat::{Course, User};
 use crate::error::ChatError;
-use crate::{sockets, App};
+use crate::{sockets, App, Chats};
 
 /// What every handler gets: the chat rules, and the Socket.IO handle for presence.
-#[derive(Clone)]
-pub struct Rest {
+pub struct Rest<A: Adapter> {
     app: App,
-    io: SocketIo,
+    io: SocketIo<A>,
 }
 
-pub fn router(app: App, io: SocketIo) -> Router {
+impl<A: Adapter> Clone for Rest<A> {
+    fn clone(&self) -> Self {
+        Rest { app: self.app.clone(), io: self.io.clone() }
+    }
+}
+
+pub fn router<A: Adapter>(app: App, io: SocketIo<A>) -> Router {
     Router::new()
         .route("/healthz", get(async || Json(json!({"status": "ok"}))))
-        .route("/api/admin/users/{id}", put(put_user))
-        .route("/api/admin/courses/{id}", put(put_course))
-        .route("/api/admin/enrollments", put(put_enrollment))
-        .route("/api/chats", post(create_chat))
+        .route("/api/admin/users/{id}", put(put_user::<A>))
+        .route("/api/admin/courses/{id}", put(put_course::<A>))
+        .route("/api/admin/enrollments", put(put_enrollment::<A>))
+        .route("/api/chats", post(create_chat::<A>))
         .fallback(async || ChatError::NotFound("route"))
         .with_state(Rest { app, io })
 }
@@ -42,8 +48,13 @@ struct UserBody {
     role: Role,
 }
 
-async fn put_user(State(Rest { app, .. }): State<Rest>, caller: Caller, Path(id): Path<String>, JsonBody(b): JsonBody<UserBody>) -> Answer {
-    let user = app.chats.put_user(&caller, User { id, name: b.name, role: b.role })?;
+async fn put_user<A: Adapter>(
+    State(Rest { app, .. }): State<Rest<A>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<UserBody>,
+) -> Answer {
+    let user = app.chats.put_user(&caller, User { id, name: b.name, role: b.role }).await?;
     Ok(Json(json!({ "user": user })))
 }
 
@@ -54,8 +65,13 @@ struct CourseBody {
     tutor_ids: Vec<String>,
 }
 
-async fn put_course(State(Rest { app, .. }): State<Rest>, caller: Caller, Path(id): Path<String>, JsonBody(b): JsonBody<CourseBody>) -> Answer {
-    let course = app.chats.put_course(&caller, Course { id, title: b.title, tutor_ids: b.tutor_ids })?;
+async fn put_course<A: Adapter>(
+    State(Rest { app, .. }): State<Rest<A>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<CourseBody>,
+) -> Answer {
+    let course = app.chats.put_course(&caller, Course { id, title: b.title, tutor_ids: b.tutor_ids }).await?;
     Ok(Json(json!({ "course": course })))
 }
 
@@ -66,8 +82,12 @@ struct EnrollmentBody {
     course_id: String,
 }
 
-async fn put_enrollment(State(Rest { app, .. }): State<Rest>, caller: Caller, JsonBody(b): JsonBody<EnrollmentBody>) -> Answer {
-    let enrollment = app.chats.put_enrollment(&caller, &b.user_id, &b.course_id)?;
+async fn put_enrollment<A: Adapter>(
+    State(Rest { app, .. }): State<Rest<A>>,
+    caller: Caller,
+    JsonBody(b): JsonBody<EnrollmentBody>,
+) -> Answer {
+    let enrollment = app.chats.put_enrollment(&caller, &b.user_id, &b.course_id).await?;
     Ok(Json(json!({ "enrollment": enrollment })))
 }
 
@@ -78,22 +98,31 @@ struct CreateChatBody {
     course_id: String,
 }
 
-async fn create_chat(
-    State(Rest { app, io }): State<Rest>,
+async fn create_chat<A: Adapter>(
+    State(Rest { app, io }): State<Rest<A>>,
     caller: Caller,
     JsonBody(b): JsonBody<CreateChatBody>,
 ) -> Result<(StatusCode, Json<Value>), ChatError> {
-    let online = |id: &str| sockets::is_online(&io, id);
-    let (chat, created) = app.chats.create_chat(&caller, &b.participant_id, &b.course_id, &online).await?;
+    let (chat, created) = match &app.chats {
+        Chats::Memory(chats) => {
+            let online = |id: &str| sockets::is_online(&io, id);
+            let (chat, created) = chats.create_chat(&caller, &b.participant_id, &b.course_id, &online).await?;
+            (json!({ "chat": chat }), created)
+        }
+        Chats::Redis(chats) => {
+            let (chat, created) = chats.create_chat(&caller, &b.participant_id, &b.course_id, &io).await?;
+            (json!({ "chat": chat }), created)
+        }
+    };
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "chat": chat }))))
+    Ok((status, Json(chat)))
 }
 
 /// The caller, from `Authorization: Bearer <jwt>`; signing in updates its user record.
-impl FromRequestParts<Rest> for Caller {
+impl<A: Adapter> FromRequestParts<Rest<A>> for Caller {
     type Rejection = ChatError;
 
-    async fn from_request_parts(parts: &mut Parts, Rest { app, .. }: &Rest) -> Result<Self, ChatError> {
+    async fn from_request_parts(parts: &mut Parts, Rest { app, .. }: &Rest<A>) -> Result<Self, ChatError> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -102,7 +131,7 @@ impl FromRequestParts<Rest> for Caller {
             .unwrap_or_default()
             .trim();
         let caller = app.verifier.verify(token)?;
-        app.chats.sign_in(&caller);
+        app.chats.sign_in(&caller).await?;
         Ok(caller)
     }
 }
@@ -114,9 +143,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ChatError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ChatError> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ChatError::TooLarge(format!("body: {e}")))?;
+        let bytes =
+            axum::body::Bytes::from_request(req, state).await.map_err(|e| ChatError::TooLarge(format!("body: {e}")))?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ChatError::InvalidPayload(e.to_string()))
     }
 }
