@@ -7,10 +7,12 @@
 //! filter is served by an index that [`MongoStore::connect`] created. What the documents look
 //! like is `documents.rs`'s business, so this file reads as the queries alone.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use bson::oid::ObjectId;
 use bson::{doc, Bson, DateTime, Document};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use mongodb::error::Error as MongoError;
 use mongodb::options::ReturnDocument;
 
@@ -22,6 +24,10 @@ use super::{is_duplicate_key, unavailable, within, MongoStore, OPERATION_DEADLIN
 use crate::model::time::Timestamp;
 use crate::model::{Block, Chat, Course, Enrollment, Message, StoredAttachment, User};
 use crate::store::{ChatCreation, Store, StoreError, StoreResult};
+
+/// Updates of one persisted batch (chats' last message, senders' read cursors) in flight at
+/// once; the driver's pool (10 connections by default) bounds it too.
+const PERSIST_CONCURRENCY: usize = 16;
 
 #[async_trait]
 impl Store for MongoStore {
@@ -175,30 +181,38 @@ impl Store for MongoStore {
             Ok(Err(e)) => return Err(unavailable(e)),
             Err(_) => return Err(StoreError::Unavailable("MongoDB did not answer in time".into())),
         }
-        // Each touched chat moves forward once, and only forward.
-        let mut newest: Vec<&Message> = Vec::new();
-        let mut senders: Vec<(&str, &str, u64)> = Vec::new();
+        // Each touched chat moves forward once, and only forward; so does each sender's read
+        // cursor. One update per chat and per (chat, sender), run side by side: one at a time,
+        // a batch spread over hundreds of chats took hundreds of round trips, and the
+        // write-behind fell behind the sends.
+        let mut newest: HashMap<&str, &Message> = HashMap::new();
+        let mut senders: HashMap<(&str, &str), u64> = HashMap::new();
         for m in batch {
-            match newest.iter_mut().find(|n| n.chat_id == m.chat_id) {
-                Some(n) if n.seq < m.seq => *n = m,
-                Some(_) => {}
-                None => newest.push(m),
+            let top = newest.entry(m.chat_id.as_str()).or_insert(m);
+            if top.seq < m.seq {
+                *top = m;
             }
-            match senders.iter_mut().find(|(c, s, _)| *c == m.chat_id && *s == m.sender_id) {
-                Some(entry) => entry.2 = entry.2.max(m.seq),
-                None => senders.push((&m.chat_id, &m.sender_id, m.seq)),
-            }
+            let seq = senders.entry((m.chat_id.as_str(), m.sender_id.as_str())).or_insert(m.seq);
+            *seq = (*seq).max(m.seq);
         }
-        for m in newest {
+        let mut updates = Vec::with_capacity(newest.len() + senders.len());
+        for m in newest.into_values() {
             let last = bson::to_bson(&last_message_doc(m)?).map_err(unavailable)?;
             let filter = doc! {"_id": oid(&m.chat_id)?, "lastSeq": {"$lt": m.seq as i64}};
             let update = doc! {"$set": {"lastMessage": last, "lastSeq": m.seq as i64, "updatedAt": date(m.created_at)}};
-            within(self.chats().update_one(filter, update)).await?;
+            updates.push((self.chats().clone_with_type::<Document>(), filter, update, false));
         }
-        for (chat, sender, seq) in senders {
-            self.advance_read_cursor(chat, sender, seq).await?;
+        for ((chat, sender), seq) in senders {
+            let filter = doc! {"chat": oid(chat)?, "user": sender};
+            let update = doc! {"$max": {"seq": seq as i64}, "$set": {"updatedAt": DateTime::now()}};
+            updates.push((self.cursors(), filter, update, true));
         }
-        Ok(())
+        futures_util::stream::iter(updates.into_iter().map(|(collection, filter, update, upsert)| async move {
+            within(collection.update_one(filter, update).upsert(upsert)).await.map(|_| ())
+        }))
+        .buffer_unordered(PERSIST_CONCURRENCY)
+        .try_collect::<()>()
+        .await
     }
 
     async fn messages_before(&self, chat_id: &str, before: Option<u64>, limit: usize) -> StoreResult<Vec<Message>> {
