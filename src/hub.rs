@@ -25,7 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::protocol::websocket::{encode_header, Opcode, MAX_HEADER};
+use crate::protocol::websocket::{encode_header, header_len, Opcode, MAX_HEADER};
 
 /// Unique per socket across all nodes (64 random bits), so an event can name the socket it came
 /// from and every node can skip it.
@@ -200,8 +200,7 @@ enum Through {
 
 /// One text frame written to `stream` now, as far as the kernel takes it.
 fn write_through(stream: &TcpStream, frame: &Bytes) -> Through {
-    let mut header = [0u8; MAX_HEADER];
-    let total = encode_header(&mut header, Opcode::Text, frame.len()) + frame.len();
+    let total = header_len(frame.len()) + frame.len();
     match write_frames_now(stream, Opcode::Text, std::slice::from_ref(frame)) {
         Ok(None) => Through::All,
         Ok(Some(rest)) if rest.len() < total => Through::Part(rest.into()),

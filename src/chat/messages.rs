@@ -26,9 +26,6 @@ pub struct Joined {
     pub has_more: bool,
 }
 
-/// Where a send's outcome goes, exactly once: see [`ChatService::send`].
-pub type SendAnswer = Box<dyn FnOnce(ChatResult<Message>) + Send>;
-
 /// A message to send, as the client gave it.
 #[derive(Debug, Clone)]
 pub struct Draft {
@@ -95,7 +92,11 @@ impl ChatService {
     /// once: the message once it is durable (presented, as its recipients see it), or why not.
     /// With the in-process log it runs on the committer thread right after the fan-out, so the
     /// caller does not wait for the append; this returns once the send is queued.
-    pub async fn send(&self, caller: &Caller, draft: Draft, origin: Option<SocketId>, answer: SendAnswer) {
+    /// The answer and the presenting share the log's one boxed callback.
+    pub async fn send<A>(&self, caller: &Caller, draft: Draft, origin: Option<SocketId>, answer: A)
+    where
+        A: FnOnce(ChatResult<Message>) + Send + 'static,
+    {
         let req = match self.checked_send(caller, draft, origin).await {
             Ok(req) => req,
             Err(e) => return answer(Err(e)),

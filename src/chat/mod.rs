@@ -30,7 +30,7 @@ use crate::hub::{Delivery, SocketId, Target};
 use crate::model::Message;
 use crate::store::{Store, StoreError};
 
-pub use messages::{Draft, Joined, SendAnswer};
+pub use messages::{Draft, Joined};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{EngineError, MessageLog, Window};
+use super::{AppendRequest, EngineError, MessageLog, Window};
 use crate::model::Message;
 use crate::store::{Store, StoreError};
 
@@ -36,6 +36,18 @@ where
             all
         }
     })
+}
+
+/// The first message of a resend, once only the store has it: the stored message at `seq` (what
+/// the log's idempotency index said the first send got), from the same sender and clientMsgId.
+pub async fn stored_first(store: &dyn Store, req: &AppendRequest, seq: u64) -> Result<Message, EngineError> {
+    let stored = store.messages_after(&req.chat_id, seq.saturating_sub(1), 1).await?;
+    stored
+        .into_iter()
+        .find(|m| m.seq == seq && m.sender_id == req.sender_id && m.client_msg_id == req.client_msg_id)
+        .ok_or_else(|| {
+            EngineError::unavailable(format!("the first message of this clientMsgId (seq {seq}) is not stored yet"))
+        })
 }
 
 /// Stored messages and queued ones, one copy per seq, ascending.

@@ -121,21 +121,34 @@ pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// Writes the header of a final, unmasked server frame into `out`; returns its length.
-pub fn encode_header(out: &mut [u8; MAX_HEADER], opcode: Opcode, payload_len: usize) -> usize {
-    out[0] = 0x80 | opcode.bits();
+/// The length of a final, unmasked server frame's header for a payload this long.
+pub fn header_len(payload_len: usize) -> usize {
     if payload_len < 126 {
-        out[1] = payload_len as u8;
         2
     } else if payload_len <= usize::from(u16::MAX) {
-        out[1] = 126;
-        out[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
         4
     } else {
-        out[1] = 127;
-        out[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
         10
     }
+}
+
+/// Writes the header of a final, unmasked server frame into `out`; returns its length
+/// ([`header_len`]).
+pub fn encode_header(out: &mut [u8; MAX_HEADER], opcode: Opcode, payload_len: usize) -> usize {
+    out[0] = 0x80 | opcode.bits();
+    let len = header_len(payload_len);
+    match len {
+        2 => out[1] = payload_len as u8,
+        4 => {
+            out[1] = 126;
+            out[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
+        }
+        _ => {
+            out[1] = 127;
+            out[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+        }
+    }
+    len
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::connect::expiry_instant;
 use super::Session;
 use crate::chat::ChatError;
-use crate::chat::{Draft, SendAnswer};
+use crate::chat::{ChatResult, Draft};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::events::{ack_err, ack_ok, decode_client_event, error_event, ClientEvent};
 use crate::hub::SocketHandle;
@@ -55,8 +55,12 @@ fn error_frame(ack_id: Option<u64>, body: &ErrorBody, event: Option<&str>) -> By
 
 /// A send's answer: its ack (or error) written to the sending socket by whoever has the
 /// outcome, through the hub's handle, so it is ordered with the socket's other frames.
-fn send_answer(socket: Arc<SocketHandle>, ack_id: Option<u64>, started: Instant) -> SendAnswer {
-    Box::new(move |sent| {
+fn send_answer(
+    socket: Arc<SocketHandle>,
+    ack_id: Option<u64>,
+    started: Instant,
+) -> impl FnOnce(ChatResult<Message>) + Send + 'static {
+    move |sent: ChatResult<Message>| {
         let frame = match sent.and_then(|message| {
             #[derive(Serialize)]
             struct Sent<'a> {
@@ -74,7 +78,7 @@ fn send_answer(socket: Arc<SocketHandle>, ack_id: Option<u64>, started: Instant)
             Err(e) => error_frame(ack_id, &e.body(), Some("send_message")),
         };
         socket.send(frame);
-    })
+    }
 }
 
 impl Session {

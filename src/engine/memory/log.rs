@@ -36,7 +36,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::dedupe;
 use super::segments::SegmentLog;
-use crate::engine::{AppendDone, AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued};
+use crate::engine::{
+    history, AppendDone, AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued,
+};
 use crate::events::message_received_frame;
 use crate::group_commit::GroupCommit;
 use crate::hub::{Delivery, Hub, Target};
@@ -222,17 +224,6 @@ impl MemoryLog {
     }
 }
 
-/// The first message of a resend whose first send the store has already: `seq` was its seq.
-async fn first_released(store: &dyn Store, seq: u64, req: &AppendRequest) -> EngineResult<Appended> {
-    let stored = store.messages_after(&req.chat_id, seq.saturating_sub(1), 1).await?;
-    let first = stored
-        .into_iter()
-        .find(|m| m.seq == seq && m.sender_id == req.sender_id && m.client_msg_id == req.client_msg_id);
-    first
-        .map(|message| Appended { message, duplicate: true })
-        .ok_or_else(|| EngineError::unavailable("the first message of this clientMsgId is not in the store"))
-}
-
 fn decode(bytes: &[u8]) -> EngineResult<Message> {
     serde_json::from_slice(bytes).map_err(|e| EngineError::Unavailable(format!("corrupt queue entry: {e}")))
 }
@@ -339,7 +330,10 @@ impl Committer {
                 Outcome::Duplicate(message) => (job.done)(Ok(Appended { message, duplicate: true })),
                 Outcome::Released(seq) => {
                     let store = self.store.clone();
-                    self.runtime.spawn(async move { (job.done)(first_released(store.as_ref(), seq, &job.req).await) });
+                    self.runtime.spawn(async move {
+                        let first = history::stored_first(store.as_ref(), &job.req, seq).await;
+                        (job.done)(first.map(|message| Appended { message, duplicate: true }))
+                    });
                 }
                 Outcome::Failed(e) => (job.done)(Err(e)),
             }

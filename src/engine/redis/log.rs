@@ -18,7 +18,9 @@ use redis::{Script, Value};
 use tokio::time::Instant;
 
 use super::{unavailable, Redis, RedisOptions};
-use crate::engine::{AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued, Window};
+use crate::engine::{
+    history, AppendRequest, Appended, EngineError, EngineResult, MessageLog, Presenter, Queued, Window,
+};
 use crate::model::Message;
 use crate::store::Store;
 
@@ -174,15 +176,6 @@ impl RedisLog {
         self.redis.script_replicated(&APPEND, &script_keys, &args, self.wait_replicas).await
     }
 
-    /// The first message of a duplicate send, once Redis no longer holds it: it is in the store.
-    async fn stored_message(&self, chat_id: &str, seq: u64) -> EngineResult<Message> {
-        let found = self.store.messages_after(chat_id, seq.saturating_sub(1), 1).await.map_err(unavailable)?;
-        found
-            .into_iter()
-            .find(|m| m.seq == seq)
-            .ok_or_else(|| EngineError::Unavailable(format!("the first copy of seq {seq} is not stored yet")))
-    }
-
     /// The chat's last seq as the store knows it, for a counter Redis lost.
     async fn seed(&self, chat_id: &str) -> EngineResult<u64> {
         let chat = self.store.chat(chat_id).await.map_err(unavailable)?;
@@ -325,7 +318,7 @@ impl MessageLog for RedisLog {
             (Some(0), Some(seq)) => {
                 let first = match bytes(reply.get(2)).filter(|b| !b.is_empty()) {
                     Some(json) => decode(json)?,
-                    None => self.stored_message(&req.chat_id, seq).await?,
+                    None => history::stored_first(self.store.as_ref(), &req, seq).await?,
                 };
                 Ok(Appended { message: first, duplicate: true })
             }
