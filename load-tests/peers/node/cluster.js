@@ -23,6 +23,8 @@
 // and every send takes the same awaits, so this node emits a chat's messages in seq order. Two
 // nodes sending into one chat at once can publish in either order (clients order by seq).
 
+import { readFileSync } from "node:fs";
+
 import { ObjectId } from "bson";
 
 import {
@@ -43,46 +45,15 @@ const IDEMPOTENCY_MS = 24 * 3600 * 1000;
 const CHAT_CACHE = 100_000;
 const OBJECT_ID = /^[0-9a-f]{24}$/;
 
-// GCRA: allowed when the new theoretical arrival time is at most `burst` intervals ahead of now.
-// Returns 0 when allowed, else the µs until it would be.
-const RATE_LUA = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
-if tat < now then tat = now end
-local new = tat + interval
-local wait = new - interval * tonumber(ARGV[2]) - now
-if wait > 0 then return math.ceil(wait) end
-redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000))
-return 0`;
 
-// KEYS: idem, seq, recent, chat; ARGV: the message JSON after its seq field, idempotency ms,
-// recent cap, createdAt, sender. Returns {fresh 1|0, message JSON}.
-const SEND_LUA = `
-local first = redis.call('GET', KEYS[1])
-if first then return {0, first} end
-local seq = redis.call('INCR', KEYS[2])
-local message = '{"seq":' .. seq .. ',' .. ARGV[1]
-redis.call('SET', KEYS[1], message, 'PX', ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', message)
-redis.call('HSET', KEYS[4], 'updatedAt', ARGV[4], 'read:' .. ARGV[5], seq)
-return {1, message}`;
 
-// KEYS: the triple, the new chat's hash; ARGV: id, courseId, studentId, tutorId, createdAt.
-// Returns {created 1|0, chat id}.
-const CREATE_CHAT_LUA = `
-local id = redis.call('GET', KEYS[1])
-if id then return {0, id} end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'courseId', ARGV[2], 'studentId', ARGV[3], 'tutorId', ARGV[4],
-  'createdAt', ARGV[5], 'updatedAt', ARGV[5])
-return {1, ARGV[1]}`;
 
+// The scripts both peers' cluster modes run (../lua/, shared with the socketioxide peer).
+const lua = (name) => readFileSync(new URL(`../lua/${name}`, import.meta.url), 'utf8');
 const SCRIPTS = {
-  gcra: { numberOfKeys: 1, lua: RATE_LUA },
-  appendMessage: { numberOfKeys: 4, lua: SEND_LUA },
-  createChat: { numberOfKeys: 2, lua: CREATE_CHAT_LUA },
+  gcra: { numberOfKeys: 1, lua: lua('rate.lua') },
+  appendMessage: { numberOfKeys: 4, lua: lua('send.lua') },
+  createChat: { numberOfKeys: 2, lua: lua('create_chat.lua') },
 };
 
 const chatKey = (id) => `chat:{${id}}`;

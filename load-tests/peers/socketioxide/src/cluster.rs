@@ -42,42 +42,6 @@ const IDEMPOTENCY_MS: u64 = 24 * 3600 * 1000;
 /// Chats whose fixed fields are cached in process; past it the cache starts over.
 const CHAT_CACHE: usize = 100_000;
 
-/// GCRA: allowed when the new theoretical arrival time is at most `burst` intervals ahead of now.
-/// Returns 0 when allowed, else the µs until it would be.
-const RATE_LUA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
-if tat < now then tat = now end
-local new = tat + interval
-local wait = new - interval * tonumber(ARGV[2]) - now
-if wait > 0 then return math.ceil(wait) end
-redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000))
-return 0";
-
-/// KEYS: idem, seq, recent, chat; ARGV: the message JSON after its seq field, idempotency ms,
-/// recent cap, createdAt, sender. Returns {fresh 1|0, message JSON}.
-const SEND_LUA: &str = r#"
-local first = redis.call('GET', KEYS[1])
-if first then return {0, first} end
-local seq = redis.call('INCR', KEYS[2])
-local message = '{"seq":' .. seq .. ',' .. ARGV[1]
-redis.call('SET', KEYS[1], message, 'PX', ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', message)
-redis.call('HSET', KEYS[4], 'updatedAt', ARGV[4], 'read:' .. ARGV[5], seq)
-return {1, message}"#;
-
-/// KEYS: the triple, the new chat's hash; ARGV: id, courseId, studentId, tutorId, createdAt.
-/// Returns {created 1|0, chat id}.
-const CREATE_CHAT_LUA: &str = r"
-local id = redis.call('GET', KEYS[1])
-if id then return {0, id} end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'courseId', ARGV[2], 'studentId', ARGV[3], 'tutorId', ARGV[4],
-  'createdAt', ARGV[5], 'updatedAt', ARGV[5])
-return {1, ARGV[1]}";
-
 /// Whether users have sockets: on this node, or on any node (a request through the adapter).
 pub trait Presence: Sync {
     fn anywhere<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, bool>;
@@ -131,9 +95,9 @@ impl RedisChatService {
             recent,
             chats: RwLock::default(),
             signed_in: RwLock::default(),
-            rate: Script::new(RATE_LUA),
-            send: Script::new(SEND_LUA),
-            create_chat: Script::new(CREATE_CHAT_LUA),
+            rate: Script::new(include_str!("../../lua/rate.lua")),
+            send: Script::new(include_str!("../../lua/send.lua")),
+            create_chat: Script::new(include_str!("../../lua/create_chat.lua")),
         };
         for script in [&service.rate, &service.send, &service.create_chat] {
             script.prepare_invoke().load_async(&mut service.redis.clone()).await.map_err(|e| format!("redis: {e}"))?;
