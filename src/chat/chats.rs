@@ -50,11 +50,23 @@ impl ChatService {
 
     /// The caller's chats, most recent first.
     pub async fn list_chats(&self, caller: &Caller) -> ChatResult<Vec<ChatView>> {
+        // Each chat's queued messages are read before the chat records they are merged with (as
+        // history::read does): a message the writer moves from the queue to the store in
+        // between is then seen in one of the two.
+        let mut queued = HashMap::new();
+        for chat in self.store.chats_by_user(&caller.user_id).await? {
+            let pending = self.queued_since_read(&chat.id).await?;
+            queued.insert(chat.id, pending);
+        }
         let chats = self.store.chats_by_user(&caller.user_id).await?;
         let mut courses = HashMap::new();
         let mut views = Vec::with_capacity(chats.len());
         for chat in chats {
-            views.push(self.view(&caller.user_id, chat, &mut courses).await?);
+            let pending = match queued.remove(&chat.id) {
+                Some(pending) => pending,
+                None => self.queued_since_read(&chat.id).await?, // created in between
+            };
+            views.push(self.view_with(&caller.user_id, chat, pending, &mut courses).await?);
         }
         views.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| b.id.cmp(&a.id)));
         Ok(views)
@@ -67,6 +79,17 @@ impl ChatService {
         courses: &mut HashMap<String, CourseRef>,
     ) -> ChatResult<ChatView> {
         let pending = self.queued_since_read(&chat.id).await?;
+        self.view_with(viewer, chat, pending, courses).await
+    }
+
+    /// The view of `chat` with the queued messages read for it.
+    async fn view_with(
+        &self,
+        viewer: &str,
+        chat: Chat,
+        pending: Vec<Message>,
+        courses: &mut HashMap<String, CourseRef>,
+    ) -> ChatResult<ChatView> {
         let read_seq = self.effective_read_seq(&chat.id, viewer, &pending).await?;
         let (last_seq, updated_at, last_message) = match pending.last().cloned().filter(|m| m.seq > chat.last_seq) {
             Some(m) => (m.seq, m.created_at, Some(m)),
